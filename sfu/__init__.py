@@ -1,0 +1,3 @@
+"""CoTePT media plane: WebRTC SFU, recorder and VOD pipeline."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,21 @@
+"""Typed application keys for the state the aiohttp app holds."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from sfu.ice.ports import PortAllocator
+from sfu.rooms.manager import RoomManager
+from sfu.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+MANAGER = web.AppKey("manager", RoomManager)
+ALLOCATOR = web.AppKey("allocator", PortAllocator)
+SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+
+ReadyCheck = Callable[[], Awaitable[str | None]]
+READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
+"""Each returns None when its dependency is fine, or what is wrong."""

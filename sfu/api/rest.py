@@ -1,0 +1,182 @@
+"""REST API (contract §2) and the probes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sfu.api.edge import http_status
+from sfu.api.keys import MANAGER, READY_CHECKS, SETTINGS
+from sfu.api.tokens import ROOM_ID_RE, verify_service_token
+from sfu.errors import InvalidRequest, SfuError, Unauthorized
+from sfu.rooms.models import RoomOptions
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_METADATA_BYTES = 4 * 1024
+
+
+def error_response(error: SfuError) -> web.Response:
+    return web.json_response(error.to_body(), status=http_status(error.code))
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Any
+) -> web.StreamResponse:
+    """Domain errors → the contract's error body; unknown routes and methods too."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except SfuError as exc:
+        return error_response(exc)
+    except web.HTTPNotFound:
+        return error_response(SfuError("no such resource", code="not_found"))
+    except web.HTTPMethodNotAllowed:
+        return error_response(SfuError("method not allowed", code="method_not_allowed"))
+
+
+def _service(request: web.Request) -> None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("a service token is required (Authorization: Bearer ...)")
+    verify_service_token(request.app[SETTINGS].jwt_secret, token.strip())
+
+
+def ws_url(request: web.Request) -> str:
+    public = request.app[SETTINGS].public_url
+    if public:
+        base = public.rstrip("/")
+        if base.startswith("https://"):
+            base = "wss://" + base[len("https://") :]
+        elif base.startswith("http://"):
+            base = "ws://" + base[len("http://") :]
+        return base + "/ws"
+    scheme = "wss" if request.secure else "ws"
+    return f"{scheme}://{request.host}/ws"
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("body must be a JSON object")
+    return body
+
+
+def parse_room_options(body: dict[str, Any], room_id: str, default_timeout: int) -> RoomOptions:
+    unknown = set(body) - {"room_id", "record", "max_participants", "empty_timeout_s", "metadata"}
+    if unknown:
+        raise InvalidRequest(f"unknown fields: {', '.join(sorted(unknown))}")
+    record = body.get("record", True)
+    if not isinstance(record, bool):
+        raise InvalidRequest("'record' must be a boolean")
+    max_participants = body.get("max_participants", 4)
+    if (
+        not isinstance(max_participants, int)
+        or isinstance(max_participants, bool)
+        or not 2 <= max_participants <= 16
+    ):
+        raise InvalidRequest("'max_participants' must be an integer from 2 to 16")
+    timeout = body.get("empty_timeout_s", default_timeout)
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
+        raise InvalidRequest("'empty_timeout_s' must be an integer from 1 to 86400")
+    metadata = body.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise InvalidRequest("'metadata' must be an object")
+    if len(json.dumps(metadata, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+        raise InvalidRequest(f"'metadata' is larger than {MAX_METADATA_BYTES} bytes")
+    return RoomOptions(
+        room_id=room_id,
+        record=record,
+        max_participants=max_participants,
+        empty_timeout_s=timeout,
+        metadata=metadata,
+    )
+
+
+async def create_room(request: web.Request) -> web.Response:
+    _service(request)
+    body = await _body(request)
+    manager = request.app[MANAGER]
+    room_id = body.get("room_id", manager.new_room_id())
+    if not isinstance(room_id, str) or not ROOM_ID_RE.fullmatch(room_id):
+        raise InvalidRequest("'room_id' must match [A-Za-z0-9_-]{1,64}")
+    options = parse_room_options(body, room_id, request.app[SETTINGS].default_empty_timeout_s)
+    room = manager.create(options, ws_url(request))
+    logger.info("audit: room %s created by service from %s", room_id, request.remote)
+    return web.json_response(room.to_json(), status=201)
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    _service(request)
+    rooms = [r.to_json() for r in request.app[MANAGER].rooms.values() if not r.closed]
+    return web.json_response({"rooms": rooms})
+
+
+async def get_room(request: web.Request) -> web.Response:
+    _service(request)
+    return web.json_response(request.app[MANAGER].get(request.match_info["room_id"]).to_json())
+
+
+async def delete_room(request: web.Request) -> web.Response:
+    _service(request)
+    room_id = request.match_info["room_id"]
+    await request.app[MANAGER].delete(room_id, "deleted")
+    logger.info("audit: room %s deleted by service from %s", room_id, request.remote)
+    return web.json_response({"room_id": room_id, "recording": None})
+
+
+async def kick(request: web.Request) -> web.Response:
+    _service(request)
+    room_id, pid = request.match_info["room_id"], request.match_info["participant_id"]
+    await request.app[MANAGER].kick(room_id, pid)
+    logger.info("audit: participant %s removed from %s by service", pid, room_id)
+    return web.Response(status=204)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    if request.app[MANAGER].draining:
+        return error_response(SfuError("node is draining", code="draining"))
+    for check in request.app[READY_CHECKS]:
+        problem = await check()
+        if problem:
+            return error_response(SfuError(problem, code="no_capacity"))
+    return web.json_response({"status": "ready"})
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    response = web.Response(body=generate_latest())
+    response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    response.charset = "utf-8"
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_post("/rooms", create_room)
+    app.router.add_get("/rooms", list_rooms)
+    app.router.add_get("/rooms/{room_id}", get_room)
+    app.router.add_delete("/rooms/{room_id}", delete_room)
+    app.router.add_delete("/rooms/{room_id}/participants/{participant_id}", kick)

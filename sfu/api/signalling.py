@@ -1,0 +1,153 @@
+"""WebSocket signalling (contract §3): `GET /ws?token=...`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from sfu import metrics
+from sfu.api.edge import ws_close_code
+from sfu.api.keys import MANAGER, SETTINGS, SOCKETS
+from sfu.api.messages import (
+    MAX_MESSAGE_BYTES,
+    Candidate,
+    Leave,
+    Ping,
+    PublishOffer,
+    RequestKeyframe,
+    SubscribeAnswer,
+    parse_message,
+)
+from sfu.api.tokens import verify_participant_token
+from sfu.errors import InvalidMessage, MessageTooLarge, SfuError
+from sfu.rooms.participant import Participant
+
+logger = logging.getLogger(__name__)
+
+READ_LIMIT = 1024 * 1024
+"""Frames above this are cut off by aiohttp itself; 64 KiB..1 MiB are refused by us. Both
+close with 4413."""
+
+
+class SignallingSocket(web.WebSocketResponse):
+    """aiohttp closes an oversized frame with 1009; the contract says 4413."""
+
+    async def close(
+        self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True
+    ) -> bool:
+        if code == WSCloseCode.MESSAGE_TOO_BIG:
+            code = ws_close_code(MessageTooLarge.code)
+            message = b"message too large"
+        return await super().close(code=code, message=message, drain=drain)
+
+
+class WsSignal:
+    """The Signal a Participant talks through."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.ws.closed:
+            raise ConnectionError("socket closed")
+        async with self._send_lock:
+            await self.ws.send_json(message)
+
+    async def close(self, error: SfuError | None) -> None:
+        if self.ws.closed:
+            return
+        if error is None:
+            code = int(WSCloseCode.OK)
+        else:
+            code = ws_close_code(error.code)
+            if code != WSCloseCode.OK:
+                try:
+                    await self.send({"type": "error", **error.to_body()})
+                except ConnectionError:
+                    pass
+        metrics.WS_CLOSES.labels(str(code)).inc()
+        reason = (error.code if error else "bye").encode()[:120]
+        await self.ws.close(code=code, message=reason)
+
+
+async def _refuse(ws: web.WebSocketResponse, error: SfuError) -> web.WebSocketResponse:
+    await WsSignal(ws).close(error)
+    return ws
+
+
+async def ws_handler(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[SETTINGS]
+    ws = SignallingSocket(max_msg_size=READ_LIMIT, heartbeat=20.0, compress=False)
+    await ws.prepare(request)
+    app[SOCKETS].add(ws)
+    try:
+        try:
+            grant = verify_participant_token(settings.jwt_secret, request.query.get("token", ""))
+            room = app[MANAGER].get(grant.room_id)
+            if app[MANAGER].draining:
+                raise SfuError("node is draining", code="draining")
+            participant = await room.join(grant, WsSignal(ws))
+        except SfuError as exc:
+            logger.info("join refused: %s (%s)", exc.code, exc.message)
+            return await _refuse(ws, exc)
+        await _serve(ws, participant)
+        return ws
+    finally:
+        app[SOCKETS].discard(ws)
+
+
+async def _serve(ws: web.WebSocketResponse, participant: Participant) -> None:
+    room = participant.room
+    signal = participant.signal
+    leave_reason: SfuError | None = None
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                data: str = msg.data
+                if len(data) > MAX_MESSAGE_BYTES:
+                    leave_reason = MessageTooLarge(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+                    break
+                try:
+                    if await _dispatch(participant, data):
+                        break
+                except MessageTooLarge as exc:
+                    leave_reason = exc
+                    break
+                except SfuError as exc:
+                    metrics.WS_ERRORS.labels(exc.code).inc()
+                    participant.log.info("refused message: %s (%s)", exc.code, exc.message)
+                    await participant.send({"type": "error", **exc.to_body()})
+            elif msg.type == WSMsgType.BINARY:
+                error = InvalidMessage("binary frames are not part of the protocol")
+                metrics.WS_ERRORS.labels(error.code).inc()
+                await participant.send({"type": "error", **error.to_body()})
+            else:
+                break
+    finally:
+        if participant.room.participants.get(participant.participant_id) is participant:
+            await room.remove(participant, leave_reason)
+        elif not ws.closed:
+            await signal.close(leave_reason)
+
+
+async def _dispatch(participant: Participant, raw: str) -> bool:
+    """Handle one message; True when the participant leaves."""
+    message = parse_message(raw)
+    if isinstance(message, PublishOffer):
+        await participant.publish_offer(message.sdp, message.sources)
+    elif isinstance(message, SubscribeAnswer):
+        await participant.subscribe_answer(message.sdp)
+    elif isinstance(message, Candidate):
+        await participant.candidate(message.target, message.candidate)
+    elif isinstance(message, RequestKeyframe):
+        participant.room.find_track(message.track_id).fanout.request_keyframe()
+    elif isinstance(message, Ping):
+        await participant.send({"type": "pong"})
+    elif isinstance(message, Leave):
+        return True
+    return False

@@ -1,0 +1,99 @@
+"""create_app(settings): routes, middlewares, and a cleanup_ctx for every resource."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import WSCloseCode, web
+
+from sfu.api.keys import ALLOCATOR, MANAGER, READY_CHECKS, SETTINGS, SOCKETS
+from sfu.api.rest import add_routes, error_middleware
+from sfu.api.signalling import ws_handler
+from sfu.ice.connection import IceConfig
+from sfu.ice.ports import PortAllocator
+from sfu.media import seams
+from sfu.rooms.manager import RoomManager
+from sfu.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+async def demo_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "demo.html")
+
+
+async def _media(app: web.Application) -> AsyncIterator[None]:
+    """Media ports and rooms: up before the first request, torn down after the last."""
+    settings = app[SETTINGS]
+    seams.install()
+    allocator = PortAllocator(settings.rtc_port_min, settings.rtc_port_max)
+    ice = IceConfig(
+        addresses=settings.rtc_addresses,
+        public_ip=settings.public_ip,
+        allocator=allocator,
+        use_ipv6=settings.rtc_ipv6,
+    )
+    app[ALLOCATOR] = allocator
+    app[MANAGER] = RoomManager(
+        node_id=settings.node_id,
+        ice=ice,
+        max_rooms=settings.max_rooms,
+        ice_timeout=settings.ice_timeout_s,
+        keyframe_interval=settings.keyframe_min_interval_s,
+    )
+    logger.info(
+        "media ports %d-%d on %s",
+        settings.rtc_port_min,
+        settings.rtc_port_max,
+        ", ".join(settings.rtc_addresses) or "all non-loopback interfaces",
+    )
+    yield
+    await app[MANAGER].close_all("node_shutdown")
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    """When REDIS_URL is set, /ready reports 503 while Redis does not answer."""
+    url = app[SETTINGS].redis_url
+    if not url:
+        yield
+        return
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+    async def check() -> str | None:
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            return f"redis unreachable: {exc}"
+        return None
+
+    app[READY_CHECKS].append(check)
+    yield
+    await client.aclose()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app[SETTINGS] = settings
+    app[SOCKETS] = weakref.WeakSet()
+    app[READY_CHECKS] = []
+    app.cleanup_ctx.append(_media)
+    app.cleanup_ctx.append(_redis)
+    app.on_shutdown.append(_close_sockets)
+    add_routes(app)
+    app.router.add_get("/ws", ws_handler)
+    app.router.add_get("/demo", demo_page)
+    app.router.add_static("/static", STATIC_DIR)
+    return app

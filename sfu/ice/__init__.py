@@ -1,0 +1,25 @@
+"""ICE for the SFU: media sockets bound inside the configured UDP port range.
+
+aioice has no port-range option, so `SfuConnection` (an `aioice.Connection`) binds its host
+sockets through a `PortAllocator`, announces the public IP, never contacts STUN/TURN servers,
+drops remote mDNS candidates and junk datagrams. aiortc picks it up once
+`make_connection_factory(config)` is installed as `aiortc.rtcicetransport.Connection`.
+"""
+
+from sfu.ice.connection import (
+    IceConfig,
+    SfuConnection,
+    SfuStunProtocol,
+    make_connection_factory,
+)
+from sfu.ice.ports import PortAllocator, PortsExhausted, candidate_ports
+
+__all__ = [
+    "IceConfig",
+    "PortAllocator",
+    "PortsExhausted",
+    "SfuConnection",
+    "SfuStunProtocol",
+    "candidate_ports",
+    "make_connection_factory",
+]

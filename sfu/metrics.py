@@ -1,0 +1,51 @@
+"""Prometheus collectors of the SFU, in one place so names stay consistent.
+
+Per-packet counters are incremented in batches by the forwarding path (see
+sfu/media/fanout.py), never one `inc()` per packet from several places.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ROOMS = Gauge("sfu_rooms", "Rooms open on this node")
+PARTICIPANTS = Gauge("sfu_participants", "Participants connected, by role", ["role"])
+PUBLICATIONS = Gauge("sfu_publications", "Tracks published, by kind", ["kind"])
+SUBSCRIPTIONS = Gauge("sfu_subscriptions", "Tracks forwarded to a subscriber, by kind", ["kind"])
+
+RTP_PACKETS_IN = Counter("sfu_rtp_packets_in", "RTP packets received from publishers", ["kind"])
+RTP_BYTES_IN = Counter("sfu_rtp_bytes_in", "RTP payload bytes received from publishers", ["kind"])
+RTP_PACKETS_OUT = Counter("sfu_rtp_packets_out", "RTP packets forwarded to subscribers", ["kind"])
+RTP_BYTES_OUT = Counter("sfu_rtp_bytes_out", "RTP payload bytes forwarded to subscribers", ["kind"])
+RTP_DROPPED = Counter(
+    "sfu_rtp_dropped", "RTP packets not forwarded to a subscriber, by reason", ["reason"]
+)
+
+KEYFRAME_REQUESTS = Counter(
+    "sfu_keyframe_requests",
+    "Keyframe requests (PLI/FIR): received from subscribers, and sent to publishers",
+    ["direction"],
+)
+NACKS_RECEIVED = Counter("sfu_nacks_received", "Sequence numbers NACKed by subscribers")
+NACKS_ANSWERED = Counter("sfu_nacks_answered", "NACKed packets retransmitted from history")
+NACKS_SENT = Counter("sfu_nacks_sent", "NACK packets sent to publishers for upstream loss")
+
+JOIN_TO_CONNECTED = Histogram(
+    "sfu_join_to_connected_seconds",
+    "From the WebSocket join to the first peer connection reaching 'connected'",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0),
+)
+
+MEDIA_PORTS_IN_USE = Gauge("sfu_media_ports_in_use", "UDP media ports bound by the SFU")
+MEDIA_PORTS_FREE = Gauge("sfu_media_ports_free", "UDP media ports left in the configured range")
+ICE_JUNK_DATAGRAMS = Counter(
+    "sfu_ice_junk_datagrams", "Datagrams on media ports that were neither STUN, DTLS nor SRTP"
+)
+ICE_MDNS_CANDIDATES_DROPPED = Counter(
+    "sfu_ice_mdns_candidates_dropped", "Remote .local (mDNS) candidates dropped unresolved"
+)
+PEER_CONNECTION_TIMEOUTS = Counter(
+    "sfu_peer_connection_timeouts", "Peer connections torn down for not connecting in time"
+)
+WS_CLOSES = Counter("sfu_ws_closes", "WebSocket closes by close code", ["code"])
+WS_ERRORS = Counter("sfu_ws_errors", "WebSocket error messages sent, by error code", ["code"])

@@ -1,0 +1,1 @@
+"""The domain: rooms, participants, publications and subscriptions. Decides who gets what."""

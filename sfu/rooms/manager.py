@@ -1,0 +1,92 @@
+"""The rooms hosted by this node."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from sfu import metrics
+from sfu.errors import (
+    Draining,
+    NoCapacity,
+    ParticipantNotFound,
+    RoomExists,
+    RoomNotFound,
+    SfuError,
+)
+from sfu.ice.connection import IceConfig
+from sfu.rooms.models import RoomOptions
+from sfu.rooms.room import Room
+
+logger = logging.getLogger(__name__)
+
+
+class RoomManager:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        ice: IceConfig,
+        max_rooms: int,
+        ice_timeout: float,
+        keyframe_interval: float,
+    ) -> None:
+        self.node_id = node_id
+        self.ice = ice
+        self.max_rooms = max_rooms
+        self.ice_timeout = ice_timeout
+        self.keyframe_interval = keyframe_interval
+        self.rooms: dict[str, Room] = {}
+        self.draining = False
+
+    def create(self, options: RoomOptions, ws_url: str) -> Room:
+        if self.draining:
+            raise Draining("this node is draining and takes no new rooms")
+        if options.room_id in self.rooms:
+            raise RoomExists(f"room {options.room_id} exists")
+        if len(self.rooms) >= self.max_rooms:
+            raise NoCapacity(f"this node hosts its maximum of {self.max_rooms} rooms")
+        room = Room(
+            options,
+            node_id=self.node_id,
+            ws_url=ws_url,
+            ice=self.ice,
+            ice_timeout=self.ice_timeout,
+            keyframe_interval=self.keyframe_interval,
+            on_closed=self._closed,
+        )
+        self.rooms[room.room_id] = room
+        metrics.ROOMS.set(len(self.rooms))
+        room.log.info("created (record=%s, max=%d)", options.record, options.max_participants)
+        return room
+
+    @staticmethod
+    def new_room_id() -> str:
+        return "RM_" + secrets.token_hex(8)
+
+    def get(self, room_id: str) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None or room.closed:
+            raise RoomNotFound(f"no room {room_id!r} on this node")
+        return room
+
+    async def delete(self, room_id: str, reason: str = "deleted") -> Room:
+        room = self.get(room_id)
+        await room.close(reason)
+        return room
+
+    async def kick(self, room_id: str, participant_id: str) -> None:
+        room = self.get(room_id)
+        participant = room.participants.get(participant_id)
+        if participant is None:
+            raise ParticipantNotFound(f"no participant {participant_id!r} in room {room_id!r}")
+        await room.remove(participant, SfuError("removed by the service", code="removed"))
+
+    def _closed(self, room: Room) -> None:
+        if self.rooms.get(room.room_id) is room:
+            del self.rooms[room.room_id]
+        metrics.ROOMS.set(len(self.rooms))
+
+    async def close_all(self, reason: str) -> None:
+        for room in list(self.rooms.values()):
+            await room.close(reason)

@@ -1,0 +1,209 @@
+"""A room: its participants, who receives which published track, and its lifetime."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sfu import metrics
+from sfu.api.tokens import ParticipantGrant
+from sfu.errors import Replaced, RoomFull, SfuError, TrackNotFound
+from sfu.ice.connection import IceConfig
+from sfu.media.publisher import PublishedTrack
+from sfu.rooms.models import RoomOptions, Signal, rfc3339
+from sfu.rooms.participant import Participant
+
+logger = logging.getLogger(__name__)
+
+
+class Room:
+    def __init__(
+        self,
+        options: RoomOptions,
+        *,
+        node_id: str,
+        ws_url: str,
+        ice: IceConfig,
+        ice_timeout: float,
+        keyframe_interval: float,
+        on_closed: Callable[[Room], None],
+    ) -> None:
+        self.options = options
+        self.room_id = options.room_id
+        self.node_id = node_id
+        self.ws_url = ws_url
+        self.created_at = time.time()
+        self.participants: dict[str, Participant] = {}
+        self.closed = False
+        self.log = logging.LoggerAdapter(logger, {"room_id": self.room_id})
+        self._ice = ice
+        self._ice_timeout = ice_timeout
+        self._keyframe_interval = keyframe_interval
+        self._on_closed = on_closed
+        self._lock = asyncio.Lock()
+        self._empty_timer: asyncio.TimerHandle | None = None
+        self._arm_empty_timer()
+
+    # -- contract shape ---------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "room_id": self.room_id,
+            "created_at": rfc3339(self.created_at),
+            "record": self.options.record,
+            "max_participants": self.options.max_participants,
+            "empty_timeout_s": self.options.empty_timeout_s,
+            "metadata": self.options.metadata,
+            "node_id": self.node_id,
+            "ws_url": self.ws_url,
+            "participants": [p.to_json() for p in self.participants.values()],
+            "recording": None,
+        }
+
+    # -- membership -------------------------------------------------------------------------
+
+    async def join(self, grant: ParticipantGrant, signal: Signal) -> Participant:
+        async with self._lock:
+            if self.closed:
+                raise SfuError("room is closed", code="room_not_found")
+            previous = next(
+                (p for p in self.participants.values() if p.user_id == grant.user_id), None
+            )
+            if previous is None and len(self.participants) >= self.options.max_participants:
+                raise RoomFull(f"room {self.room_id} is full")
+            participant = Participant(
+                self,
+                grant,
+                signal,
+                ice=self._ice,
+                ice_timeout=self._ice_timeout,
+                keyframe_interval=self._keyframe_interval,
+            )
+        if previous is not None:
+            await self.remove(previous, Replaced("replaced by a newer connection of the same user"))
+        async with self._lock:
+            self.participants[participant.participant_id] = participant
+            metrics.PARTICIPANTS.labels(participant.role).inc()
+            self._cancel_empty_timer()
+        participant.log.info("joined as %s (user %s)", participant.role, participant.user_id)
+        await participant.send(
+            {"type": "joined", "participant": participant.to_json(), "room": self.to_json()}
+        )
+        await self._broadcast(
+            {"type": "participant_joined", "participant": participant.to_json()},
+            exclude=participant,
+        )
+        for owner in list(self.participants.values()):
+            if owner is participant or owner.publisher is None:
+                continue
+            for track in owner.publisher.tracks.values():
+                participant.subscribe(owner, track)
+        return participant
+
+    async def remove(self, participant: Participant, reason: SfuError | None) -> None:
+        """Disconnect a participant (leave, kick, replaced, failed connection)."""
+        if self.participants.get(participant.participant_id) is not participant:
+            await participant.close()
+            return
+        del self.participants[participant.participant_id]
+        metrics.PARTICIPANTS.labels(participant.role).dec()
+        tracks = await participant.close()
+        for track in tracks:
+            await self._track_gone(participant, track)
+        try:
+            await participant.signal.close(reason)
+        except ConnectionError:
+            pass
+        participant.log.info("left (%s)", reason.code if reason else "normal")
+        await self._broadcast(
+            {"type": "participant_left", "participant_id": participant.participant_id}
+        )
+        if not self.participants:
+            self._arm_empty_timer()
+
+    # -- publications -----------------------------------------------------------------------
+
+    async def published(self, owner: Participant, track: PublishedTrack) -> None:
+        metrics.PUBLICATIONS.labels(track.kind).inc()
+        owner.log.info("published %s %s (%s)", track.kind, track.track_id, track.source)
+        info = {"track_id": track.track_id, "kind": track.kind, "source": track.source}
+        await self._broadcast(
+            {"type": "track_published", "participant_id": owner.participant_id, "track": info},
+            exclude=owner,
+        )
+        for other in self.participants.values():
+            if other is not owner:
+                other.subscribe(owner, track)
+
+    async def unpublished(self, owner: Participant, track: PublishedTrack) -> None:
+        await self._track_gone(owner, track)
+
+    async def _track_gone(self, owner: Participant, track: PublishedTrack) -> None:
+        metrics.PUBLICATIONS.labels(track.kind).dec()
+        for other in self.participants.values():
+            if other is not owner:
+                other.unsubscribe(track.track_id)
+        info = {"track_id": track.track_id, "kind": track.kind, "source": track.source}
+        await self._broadcast(
+            {"type": "track_unpublished", "participant_id": owner.participant_id, "track": info},
+            exclude=owner,
+        )
+
+    def find_track(self, track_id: str) -> PublishedTrack:
+        for participant in self.participants.values():
+            if participant.publisher is not None:
+                track = participant.publisher.tracks.get(track_id)
+                if track is not None:
+                    return track
+        raise TrackNotFound(f"no published track {track_id!r} in this room")
+
+    # -- lifetime ---------------------------------------------------------------------------
+
+    async def _broadcast(self, message: dict[str, Any], exclude: Participant | None = None) -> None:
+        for participant in list(self.participants.values()):
+            if participant is exclude:
+                continue
+            try:
+                await participant.send(message)
+            except Exception:  # noqa: BLE001 - one listener never breaks the fan-out
+                participant.log.exception("could not deliver %s", message.get("type"))
+
+    def _arm_empty_timer(self) -> None:
+        if self.closed or self._empty_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._empty_timer = loop.call_later(self.options.empty_timeout_s, self._empty_expired)
+
+    def _cancel_empty_timer(self) -> None:
+        if self._empty_timer is not None:
+            self._empty_timer.cancel()
+            self._empty_timer = None
+
+    def _empty_expired(self) -> None:
+        self._empty_timer = None
+        if not self.participants and not self.closed:
+            self.log.info("empty for %ss; closing", self.options.empty_timeout_s)
+            asyncio.ensure_future(self.close("empty_timeout"))
+
+    async def close(self, reason: str) -> None:
+        """Close the room: every participant gets `room_closed` and is disconnected."""
+        if self.closed:
+            return
+        self.closed = True
+        self._cancel_empty_timer()
+        for participant in list(self.participants.values()):
+            await participant.send({"type": "room_closed", "reason": reason})
+        for participant in list(self.participants.values()):
+            self.participants.pop(participant.participant_id, None)
+            metrics.PARTICIPANTS.labels(participant.role).dec()
+            for track in await participant.close():
+                metrics.PUBLICATIONS.labels(track.kind).dec()
+            try:
+                await participant.signal.close(None)
+            except ConnectionError:
+                pass
+        self.log.info("closed (%s)", reason)
+        self._on_closed(self)

@@ -1,0 +1,167 @@
+"""One frozen, typed settings object: defaults, then a TOML file, then environment variables.
+
+The file is `config/sfu.toml` when it exists (relative to the working directory), or the path
+in `SFU_CONFIG_FILE`. Every field can be set from the environment as `SFU_<FIELD>` (upper
+case), except `redis_url`, which is read from `REDIS_URL` as the production design names it.
+A bad value stops start-up with a message naming the variable and what is wrong.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pydantic_settings import SettingsError as PydanticSettingsError
+
+DEFAULT_CONFIG_FILE = Path("config/sfu.toml")
+DEV_JWT_SECRET = "dev-secret-change-me"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value; the message says which and why."""
+
+
+def _config_file() -> Path | None:
+    named = os.environ.get("SFU_CONFIG_FILE")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise SettingsError(f"SFU_CONFIG_FILE={named!r}: no such file")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+class Settings(BaseSettings):
+    """Everything the SFU process can be told. Immutable once loaded."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SFU_",
+        frozen=True,
+        extra="forbid",
+        env_parse_none_str="",
+    )
+
+    # Identity and tokens
+    jwt_secret: str = Field(default=DEV_JWT_SECRET, min_length=8)
+    node_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
+
+    # HTTP
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None
+    """Base URL browsers use to reach this node (e.g. https://sfu.cotept.com); the room
+    object's `ws_url` is built from it. Unset: derived from the request's Host header."""
+
+    # Media (ICE)
+    rtc_port_min: int = Field(default=50000, ge=1024, le=65535)
+    rtc_port_max: int = Field(default=50200, ge=1024, le=65535)
+    rtc_addresses: Annotated[tuple[str, ...], NoDecode] = ()
+    """Local addresses to gather host candidates on. Empty: the machine's non-loopback
+    interfaces. Tests set 127.0.0.1."""
+    public_ip: str | None = None
+    """Address announced in host candidates instead of the bound one (NAT 1:1)."""
+    rtc_ipv6: bool = False
+    ice_timeout_s: float = Field(default=20.0, gt=0, le=600)
+    """A peer connection not connected (ICE + DTLS) this long after its offer/answer is torn down."""
+    stun_port: int = Field(default=3478, ge=1, le=65535)
+    stun_host: str = "sfu.cotept.com"
+
+    # Rooms
+    max_rooms: int = Field(default=100, ge=1)
+    default_empty_timeout_s: int = Field(default=300, ge=1)
+    keyframe_min_interval_s: float = Field(default=0.5, ge=0)
+
+    # Shared state
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "SFU_REDIS_URL")
+    )
+
+    # Operations
+    log_level: str = "INFO"
+    log_json: bool = True
+    drain_timeout_s: float = Field(default=60.0, ge=0)
+
+    @field_validator("rtc_addresses", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("rtc_addresses")
+    @classmethod
+    def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            ipaddress.ip_address(address)
+        return value
+
+    @field_validator("public_ip")
+    @classmethod
+    def _check_public_ip(cls, value: str | None) -> str | None:
+        if value:
+            ipaddress.ip_address(value)
+            return value
+        return None
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return upper
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Settings:
+        if self.rtc_port_min > self.rtc_port_max:
+            raise ValueError(
+                f"SFU_RTC_PORT_MIN ({self.rtc_port_min}) is above "
+                f"SFU_RTC_PORT_MAX ({self.rtc_port_max})"
+            )
+        return self
+
+    @property
+    def rtc_port_count(self) -> int:
+        return self.rtc_port_max - self.rtc_port_min + 1
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Load settings, turning a validation failure into one readable SettingsError."""
+    try:
+        return Settings(**overrides)
+    except PydanticSettingsError as exc:
+        raise SettingsError(f"invalid settings: {exc}") from None
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            env = "REDIS_URL" if field == "redis_url" else f"SFU_{field.upper()}"
+            env = env if field else "settings"
+            lines.append(f"{env}: {error['msg']} (got {error.get('input')!r})")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

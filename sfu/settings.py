@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     """Address announced in host candidates instead of the bound one (NAT 1:1)."""
     rtc_ipv6: bool = False
     ice_timeout_s: float = Field(default=20.0, gt=0, le=600)
-    """A peer connection not connected (ICE + DTLS) this long after its offer/answer is torn down."""
+    """A peer connection not connected (ICE + DTLS) this long after its offer/answer is
+    torn down."""
     stun_port: int = Field(default=3478, ge=1, le=65535)
     stun_host: str = "sfu.cotept.com"
 

@@ -14,8 +14,8 @@ from sfu.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 MANAGER = web.AppKey("manager", RoomManager)
 ALLOCATOR = web.AppKey("allocator", PortAllocator)
-SOCKETS = web.AppKey("sockets", weakref.WeakSet[web.WebSocketResponse])
+SOCKETS = web.AppKey[weakref.WeakSet[web.WebSocketResponse]]("sockets")
 
 ReadyCheck = Callable[[], Awaitable[str | None]]
-READY_CHECKS = web.AppKey("ready_checks", list[ReadyCheck])
+READY_CHECKS = web.AppKey[list[ReadyCheck]]("ready_checks")
 """Each returns None when its dependency is fine, or what is wrong."""

@@ -26,9 +26,7 @@ def error_response(error: SfuError) -> web.Response:
 
 
 @web.middleware
-async def error_middleware(
-    request: web.Request, handler: Any
-) -> web.StreamResponse:
+async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Domain errors → the contract's error body; unknown routes and methods too."""
     try:
         response: web.StreamResponse = await handler(request)

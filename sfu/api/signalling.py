@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -65,10 +66,8 @@ class WsSignal:
         else:
             code = ws_close_code(error.code)
             if code != WSCloseCode.OK:
-                try:
+                with contextlib.suppress(ConnectionError):
                     await self.send({"type": "error", **error.to_body()})
-                except ConnectionError:
-                    pass
         metrics.WS_CLOSES.labels(str(code)).inc()
         reason = (error.code if error else "bye").encode()[:120]
         await self.ws.close(code=code, message=reason)

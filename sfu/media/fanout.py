@@ -42,10 +42,14 @@ def map_payload_types(
     publisher: list[RTCRtpCodecParameters], subscriber: list[RTCRtpCodecParameters]
 ) -> dict[int, int]:
     """Publisher payload type → subscriber payload type, matched by codec (RTX excluded)."""
-    by_key = {codec_key(c): c.payloadType for c in subscriber if not is_rtx(c)}
+    by_key = {
+        codec_key(c): c.payloadType
+        for c in subscriber
+        if not is_rtx(c) and c.payloadType is not None
+    }
     result: dict[int, int] = {}
     for codec in publisher:
-        if is_rtx(codec):
+        if is_rtx(codec) or codec.payloadType is None:
             continue
         pt = by_key.get(codec_key(codec))
         if pt is not None:
@@ -113,7 +117,11 @@ class TrackFanout:
         self.bytes_in = 0
         self.closed = False
         self._sr: dict[int, tuple[int, int]] = {}
-        self._detectors = {c.payloadType: keyframe_detector(c.mimeType) for c in codecs}
+        self._detectors = {
+            c.payloadType: keyframe_detector(c.mimeType)
+            for c in codecs
+            if c.payloadType is not None
+        }
         self._throttle = KeyframeThrottle(keyframe_interval, self._send_pli)
         self._pli_tasks: set[asyncio.Task[bool]] = set()
         self._in_packets = metrics.RTP_PACKETS_IN.labels(kind)
@@ -142,7 +150,9 @@ class TrackFanout:
         if sender.started:
             self.request_keyframe()
 
-    def update_codecs(self, sender: ForwardingSender, subscriber_codecs: list[RTCRtpCodecParameters]) -> None:
+    def update_codecs(
+        self, sender: ForwardingSender, subscriber_codecs: list[RTCRtpCodecParameters]
+    ) -> None:
         for entry in self.downstream:
             if entry.sender is sender:
                 entry.payload_types = map_payload_types(self.codecs, subscriber_codecs)
@@ -190,7 +200,7 @@ class TrackFanout:
         for tap in self.taps:
             try:
                 tap(packet, codec)
-            except Exception:  # noqa: BLE001 - a failing recorder never stops forwarding
+            except Exception:
                 self.log.exception("RTP tap failed; removing it")
                 self.taps = [t for t in self.taps if t is not tap]
         keyframe: bool | None = None
@@ -212,7 +222,7 @@ class TrackFanout:
                 await sender.forward(packet, pt)
             except ConnectionError:
                 continue
-            except Exception:  # noqa: BLE001 - one subscriber's failure never breaks the fan-out
+            except Exception:
                 self.log.exception("forwarding to a subscriber failed")
                 continue
             self._sent_packets += 1

@@ -16,13 +16,14 @@ copy the context, so they see the same setup.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 import aiortc.rtcicetransport as _rtcicetransport
 import aiortc.rtcpeerconnection as _rtcpeerconnection
@@ -87,6 +88,16 @@ _RECEIVER_PRIVATE = (
 _SENDER_PRIVATE = ("_RTCRtpSender__started",)
 
 
+def _internal(obj: object, name: str) -> Any:
+    """Read a private attribute of aiortc (listed in _RECEIVER_PRIVATE / checked by
+    check_seams)."""
+    return getattr(obj, name)
+
+
+def _set_internal(obj: object, name: str, value: object) -> None:
+    setattr(obj, name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class PeerSetup:
     """How one SFU-side (or test-client) peer connection is built."""
@@ -120,13 +131,13 @@ class TapReceiver(RTCRtpReceiver):
     def __init__(self, kind: str, transport: RTCDtlsTransport) -> None:
         super().__init__(kind, transport)
         self.sink: RtpSink | None = None
-        self.codecs: dict[int, RTCRtpCodecParameters] = getattr(self, "_RTCRtpReceiver__codecs")
-        self._rtx_ssrc: dict[int, int] = getattr(self, "_RTCRtpReceiver__rtx_ssrc")
-        self._streams: dict[int, StreamStatistics] = getattr(
+        self.codecs: dict[int, RTCRtpCodecParameters] = _internal(self, "_RTCRtpReceiver__codecs")
+        self._rtx_ssrc: dict[int, int] = _internal(self, "_RTCRtpReceiver__rtx_ssrc")
+        self._streams: dict[int, StreamStatistics] = _internal(
             self, "_RTCRtpReceiver__remote_streams"
         )
-        self._nack = getattr(self, "_RTCRtpReceiver__nack_generator")
-        self._estimator = getattr(self, "_RTCRtpReceiver__remote_bitrate_estimator")
+        self._nack = _internal(self, "_RTCRtpReceiver__nack_generator")
+        self._estimator = _internal(self, "_RTCRtpReceiver__remote_bitrate_estimator")
         self._rtcp_ssrc: int | None = None
         self.media_ssrc: int | None = None
         self.packets = 0
@@ -138,16 +149,17 @@ class TapReceiver(RTCRtpReceiver):
         self._rtcp_ssrc = ssrc
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
-        if getattr(self, "_RTCRtpReceiver__started"):
+        if _internal(self, "_RTCRtpReceiver__started"):
             return
         for codec in parameters.codecs:
-            self.codecs[codec.payloadType] = codec
+            if codec.payloadType is not None:
+                self.codecs[codec.payloadType] = codec
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
         self.transport._register_rtp_receiver(self, parameters)
-        setattr(self, "_RTCRtpReceiver__rtcp_task", asyncio.ensure_future(self._run_rtcp()))
-        setattr(self, "_RTCRtpReceiver__started", True)
+        _set_internal(self, "_RTCRtpReceiver__rtcp_task", asyncio.ensure_future(self._run_rtcp()))
+        _set_internal(self, "_RTCRtpReceiver__started", True)
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         await super()._handle_rtcp_packet(packet)
@@ -269,10 +281,8 @@ class ForwardingSender(RTCRtpSender):
             self.transport._unregister_rtp_sender(self)
             if self._rtcp_task is not None:
                 self._rtcp_task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await self._rtcp_task
-                except asyncio.CancelledError:
-                    pass
             await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
         self.on_keyframe_request = None
         self.on_started = None
@@ -403,9 +413,9 @@ def install() -> None:
     if _installed:
         return
     check_seams()
-    setattr(_rtcpeerconnection, "RTCRtpReceiver", _receiver_factory)
-    setattr(_rtcpeerconnection, "RTCRtpSender", _sender_factory)
-    setattr(_rtcicetransport, "Connection", _connection_factory)
+    _set_internal(_rtcpeerconnection, "RTCRtpReceiver", _receiver_factory)
+    _set_internal(_rtcpeerconnection, "RTCRtpSender", _sender_factory)
+    _set_internal(_rtcicetransport, "Connection", _connection_factory)
     _installed = True
 
 
@@ -474,7 +484,9 @@ class SeamPeerConnection(RTCPeerConnection):
             _SETUP.reset(token)
 
     def addTransceiver(self, trackOrKind: Any, direction: str = "sendrecv") -> RTCRtpTransceiver:
-        return self._within(lambda: super(SeamPeerConnection, self).addTransceiver(trackOrKind, direction))
+        return self._within(
+            lambda: super(SeamPeerConnection, self).addTransceiver(trackOrKind, direction)
+        )
 
     def addTrack(self, track: Any) -> RTCRtpSender:
         return self._within(lambda: super(SeamPeerConnection, self).addTrack(track))
@@ -512,4 +524,5 @@ def client_peer_connection(ice: IceConfig | None) -> RTCPeerConnection:
 
 def transceiver_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
     """The codecs negotiated for a transceiver (aiortc keeps them in `_codecs`)."""
-    return cast(list[RTCRtpCodecParameters], transceiver._codecs)
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    return codecs

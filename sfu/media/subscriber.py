@@ -52,7 +52,9 @@ class Subscription:
     sender: ForwardingSender
 
 
-def codec_preferences(kind: str, codecs: list[RTCRtpCodecParameters]) -> list[RTCRtpCodecCapability]:
+def codec_preferences(
+    kind: str, codecs: list[RTCRtpCodecParameters]
+) -> list[RTCRtpCodecCapability]:
     """aiortc capabilities matching the publisher's negotiated codecs, in the same order, with
     RTX for video so subscribers can NACK through retransmission streams."""
     capabilities = RTCRtpSender.getCapabilities(kind).codecs

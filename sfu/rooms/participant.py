@@ -3,7 +3,6 @@ connection. The only place in sfu/rooms that holds media sessions."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from sfu import metrics
 from sfu.api.tokens import ParticipantGrant
+from sfu.background import spawn
 from sfu.errors import Forbidden, SfuError
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack, PublisherSession
@@ -128,7 +128,9 @@ class Participant:
             await self.subscriber.add_candidate(candidate)
 
     def subscribe(self, owner: Participant, track: PublishedTrack) -> None:
-        label = TrackLabel(participant_id=owner.participant_id, source=track.source, kind=track.kind)
+        label = TrackLabel(
+            participant_id=owner.participant_id, source=track.source, kind=track.kind
+        )
         self.subscriber.subscribe(track.track_id, label, track.fanout)
 
     def unsubscribe(self, track_id: str) -> None:
@@ -142,9 +144,7 @@ class Participant:
             metrics.JOIN_TO_CONNECTED.observe(time.monotonic() - self._joined_mono)
         elif state in ("failed", "timeout") and not self.closed:
             self.log.info("peer connection %s; removing participant", state)
-            asyncio.ensure_future(self.room.remove(self, SfuError(
-                f"peer connection {state}", code="ice_failed"
-            )))
+            spawn(self.room.remove(self, SfuError(f"peer connection {state}", code="ice_failed")))
 
     async def close(self) -> list[PublishedTrack]:
         """Close both connections; returns what this participant had published."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Any
 
 from sfu import metrics
 from sfu.api.tokens import ParticipantGrant
+from sfu.background import spawn
 from sfu.errors import Replaced, RoomFull, SfuError, TrackNotFound
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack
@@ -113,10 +115,8 @@ class Room:
         tracks = await participant.close()
         for track in tracks:
             await self._track_gone(participant, track)
-        try:
+        with contextlib.suppress(ConnectionError):
             await participant.signal.close(reason)
-        except ConnectionError:
-            pass
         participant.log.info("left (%s)", reason.code if reason else "normal")
         await self._broadcast(
             {"type": "participant_left", "participant_id": participant.participant_id}
@@ -168,7 +168,7 @@ class Room:
                 continue
             try:
                 await participant.send(message)
-            except Exception:  # noqa: BLE001 - one listener never breaks the fan-out
+            except Exception:
                 participant.log.exception("could not deliver %s", message.get("type"))
 
     def _arm_empty_timer(self) -> None:
@@ -186,7 +186,7 @@ class Room:
         self._empty_timer = None
         if not self.participants and not self.closed:
             self.log.info("empty for %ss; closing", self.options.empty_timeout_s)
-            asyncio.ensure_future(self.close("empty_timeout"))
+            spawn(self.close("empty_timeout"))
 
     async def close(self, reason: str) -> None:
         """Close the room: every participant gets `room_closed` and is disconnected."""
@@ -201,9 +201,7 @@ class Room:
             metrics.PARTICIPANTS.labels(participant.role).dec()
             for track in await participant.close():
                 metrics.PUBLICATIONS.labels(track.kind).dec()
-            try:
+            with contextlib.suppress(ConnectionError):
                 await participant.signal.close(None)
-            except ConnectionError:
-                pass
         self.log.info("closed (%s)", reason)
         self._on_closed(self)

@@ -1,0 +1,110 @@
+"""Runs the real SFU (`python -m sfu serve`) as a child process for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sfu.api.tokens import Role, mint_participant_token, mint_service_token
+
+TEST_SECRET = "integration-test-secret-0123456789abcdef"
+LOG_DIR = Path(os.environ.get("SFU_TEST_LOG_DIR", "/tmp/sfu-test-logs"))
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class SfuProcess:
+    port: int
+    rtc_min: int
+    rtc_max: int
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=lambda: LOG_DIR / "sfu.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def service_token(self) -> str:
+        return mint_service_token(TEST_SECRET)
+
+    def service_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.service_token()}"}
+
+    def token(self, room: str, user: str, role: Role = "mentee", ttl: int = 600) -> str:
+        return mint_participant_token(TEST_SECRET, room_id=room, user_id=user, role=role, ttl_s=ttl)
+
+    def start(self, timeout: float = 20.0) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sfu", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"SFU exited with {self.proc.returncode}; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"SFU did not answer /health within {timeout}s")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+
+def make_sfu(rtc_min: int, rtc_max: int, name: str = "sfu", **overrides: str) -> SfuProcess:
+    port = free_tcp_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
+    env.update(
+        {
+            "SFU_JWT_SECRET": TEST_SECRET,
+            "SFU_HTTP_HOST": "127.0.0.1",
+            "SFU_HTTP_PORT": str(port),
+            "SFU_RTC_ADDRESSES": "127.0.0.1",
+            "SFU_RTC_PORT_MIN": str(rtc_min),
+            "SFU_RTC_PORT_MAX": str(rtc_max),
+            "SFU_LOG_JSON": "false",
+            "SFU_ICE_TIMEOUT_S": "10",
+            "SFU_NODE_ID": name,
+            "SFU_STUN_PORT": str(free_tcp_port()),
+        }
+    )
+    env.update(overrides)
+    return SfuProcess(
+        port=port, rtc_min=rtc_min, rtc_max=rtc_max, env=env, log_path=LOG_DIR / f"{name}.log"
+    )

@@ -15,6 +15,7 @@ from sfu.api.signalling import ws_handler
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.media import seams
+from sfu.rooms.capacity import PortBudget
 from sfu.rooms.manager import RoomManager
 from sfu.settings import Settings
 
@@ -45,6 +46,10 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
         max_rooms=settings.max_rooms,
         ice_timeout=settings.ice_timeout_s,
         keyframe_interval=settings.keyframe_min_interval_s,
+        ports=PortBudget(
+            capacity=allocator.capacity,
+            sockets_per_connection=max(1, len(settings.rtc_addresses)),
+        ),
     )
     logger.info(
         "media ports %d-%d on %s",

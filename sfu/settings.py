@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     default_empty_timeout_s: int = Field(default=300, ge=1)
     keyframe_min_interval_s: float = Field(default=0.5, ge=0)
 
+    # Abuse limits
+    ws_messages_per_s: float = Field(default=30.0, gt=0)
+    ws_message_burst: int = Field(default=60, ge=1)
+
     # Shared state
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "SFU_REDIS_URL")

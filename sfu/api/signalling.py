@@ -12,6 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sfu import metrics
 from sfu.api.edge import ws_close_code
 from sfu.api.keys import MANAGER, SETTINGS, SOCKETS
+from sfu.api.limits import TokenBucket
 from sfu.api.messages import (
     MAX_MESSAGE_BYTES,
     Candidate,
@@ -23,7 +24,7 @@ from sfu.api.messages import (
     parse_message,
 )
 from sfu.api.tokens import verify_participant_token
-from sfu.errors import InvalidMessage, MessageTooLarge, SfuError
+from sfu.errors import InvalidMessage, MessageTooLarge, RateLimited, SfuError
 from sfu.rooms.participant import Participant
 
 logger = logging.getLogger(__name__)
@@ -94,18 +95,22 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         except SfuError as exc:
             logger.info("join refused: %s (%s)", exc.code, exc.message)
             return await _refuse(ws, exc)
-        await _serve(ws, participant)
+        bucket = TokenBucket(settings.ws_messages_per_s, settings.ws_message_burst)
+        await _serve(ws, participant, bucket)
         return ws
     finally:
         app[SOCKETS].discard(ws)
 
 
-async def _serve(ws: web.WebSocketResponse, participant: Participant) -> None:
+async def _serve(ws: web.WebSocketResponse, participant: Participant, bucket: TokenBucket) -> None:
     room = participant.room
     signal = participant.signal
     leave_reason: SfuError | None = None
     try:
         async for msg in ws:
+            if not bucket.take():
+                leave_reason = RateLimited("too many messages")
+                break
             if msg.type == WSMsgType.TEXT:
                 data: str = msg.data
                 if len(data) > MAX_MESSAGE_BYTES:

@@ -61,6 +61,7 @@ from aiortc.rtp import (
     wrap_rtx,
 )
 
+from sfu import metrics
 from sfu.ice.connection import IceConfig, make_connection_factory
 from sfu.media.rewriter import RtpRewriter
 
@@ -209,6 +210,7 @@ class TapReceiver(RTCRtpReceiver):
             self.media_ssrc = packet.ssrc
         if self._nack is not None and self._nack.add(packet):
             self.nacks_sent += 1
+            metrics.NACKS_SENT.inc()
             await self._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
         self.packets += 1
         self.octets += len(packet.payload)
@@ -312,6 +314,7 @@ class ForwardingSender(RTCRtpSender):
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             for seq in packet.lost:
                 self.nacks_received += 1
+                metrics.NACKS_RECEIVED.inc()
                 await self._retransmit(seq)
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_FIR, RTCP_PSFB_PLI):
             self.keyframe_requests += 1
@@ -337,6 +340,7 @@ class ForwardingSender(RTCRtpSender):
         except ConnectionError:
             return
         self.retransmitted += 1
+        metrics.NACKS_ANSWERED.inc()
 
     def _sender_report(self) -> RtcpSrPacket:
         now = time.time()

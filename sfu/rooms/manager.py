@@ -15,6 +15,7 @@ from sfu.errors import (
     SfuError,
 )
 from sfu.ice.connection import IceConfig
+from sfu.rooms.capacity import PortBudget
 from sfu.rooms.models import RoomOptions
 from sfu.rooms.room import Room
 
@@ -30,12 +31,14 @@ class RoomManager:
         max_rooms: int,
         ice_timeout: float,
         keyframe_interval: float,
+        ports: PortBudget,
     ) -> None:
         self.node_id = node_id
         self.ice = ice
         self.max_rooms = max_rooms
         self.ice_timeout = ice_timeout
         self.keyframe_interval = keyframe_interval
+        self.ports = ports
         self.rooms: dict[str, Room] = {}
         self.draining = False
 
@@ -53,6 +56,7 @@ class RoomManager:
             ice=self.ice,
             ice_timeout=self.ice_timeout,
             keyframe_interval=self.keyframe_interval,
+            ports=self.ports,
             on_closed=self._closed,
         )
         self.rooms[room.room_id] = room

@@ -12,9 +12,10 @@ from typing import Any
 from sfu import metrics
 from sfu.api.tokens import ParticipantGrant
 from sfu.background import spawn
-from sfu.errors import Replaced, RoomFull, SfuError, TrackNotFound
+from sfu.errors import Replaced, RoomFull, RoomNotFound, SfuError, TrackNotFound
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack
+from sfu.rooms.capacity import PortBudget
 from sfu.rooms.models import RoomOptions, Signal, rfc3339
 from sfu.rooms.participant import Participant
 
@@ -31,6 +32,7 @@ class Room:
         ice: IceConfig,
         ice_timeout: float,
         keyframe_interval: float,
+        ports: PortBudget,
         on_closed: Callable[[Room], None],
     ) -> None:
         self.options = options
@@ -45,6 +47,8 @@ class Room:
         self._ice_timeout = ice_timeout
         self._keyframe_interval = keyframe_interval
         self._on_closed = on_closed
+        self._ports = ports
+        self._reservations: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._empty_timer: asyncio.TimerHandle | None = None
         self._arm_empty_timer()
@@ -68,14 +72,19 @@ class Room:
     # -- membership -------------------------------------------------------------------------
 
     async def join(self, grant: ParticipantGrant, signal: Signal) -> Participant:
+        """Admit a participant. A second socket of the same user replaces the first (4409)."""
         async with self._lock:
-            if self.closed:
-                raise SfuError("room is closed", code="room_not_found")
+            self._check_open()
             previous = next(
                 (p for p in self.participants.values() if p.user_id == grant.user_id), None
             )
-            if previous is None and len(self.participants) >= self.options.max_participants:
+        if previous is not None:
+            await self.remove(previous, Replaced("replaced by a newer connection of the same user"))
+        async with self._lock:
+            self._check_open()
+            if len(self.participants) >= self.options.max_participants:
                 raise RoomFull(f"room {self.room_id} is full")
+            reserved = self._ports.reserve(grant.role)
             participant = Participant(
                 self,
                 grant,
@@ -84,9 +93,7 @@ class Room:
                 ice_timeout=self._ice_timeout,
                 keyframe_interval=self._keyframe_interval,
             )
-        if previous is not None:
-            await self.remove(previous, Replaced("replaced by a newer connection of the same user"))
-        async with self._lock:
+            self._reservations[participant.participant_id] = reserved
             self.participants[participant.participant_id] = participant
             metrics.PARTICIPANTS.labels(participant.role).inc()
             self._cancel_empty_timer()
@@ -105,12 +112,17 @@ class Room:
                 participant.subscribe(owner, track)
         return participant
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RoomNotFound(f"room {self.room_id} is closed")
+
     async def remove(self, participant: Participant, reason: SfuError | None) -> None:
         """Disconnect a participant (leave, kick, replaced, failed connection)."""
         if self.participants.get(participant.participant_id) is not participant:
             await participant.close()
             return
         del self.participants[participant.participant_id]
+        self._ports.release(self._reservations.pop(participant.participant_id, 0))
         metrics.PARTICIPANTS.labels(participant.role).dec()
         tracks = await participant.close()
         for track in tracks:
@@ -198,6 +210,7 @@ class Room:
             await participant.send({"type": "room_closed", "reason": reason})
         for participant in list(self.participants.values()):
             self.participants.pop(participant.participant_id, None)
+            self._ports.release(self._reservations.pop(participant.participant_id, 0))
             metrics.PARTICIPANTS.labels(participant.role).dec()
             for track in await participant.close():
                 metrics.PUBLICATIONS.labels(track.kind).dec()

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from sfu.api.tokens import Role
+from sfu.client.client import SfuClient
+from sfu.client.media import PacedPacketTrack
+from sfu.ice.connection import IceConfig
+from tests.sfu_process import SfuProcess
+
+LOOPBACK = IceConfig(addresses=("127.0.0.1",))
+_users = itertools.count()
+
+Join = Callable[..., Awaitable[SfuClient]]
+
+
+async def create_room(sfu: SfuProcess, **body: object) -> dict[str, object]:
+    room_id = str(body.pop("room_id", f"it-{uuid.uuid4().hex[:10]}"))
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            sfu.url + "/rooms", json={"room_id": room_id, **body}, headers=sfu.service_headers()
+        )
+        assert response.status == 201, await response.text()
+        room: dict[str, object] = await response.json()
+        return room
+
+
+def camera() -> PacedPacketTrack:
+    return PacedPacketTrack.from_codec("vp8", seconds=4)
+
+
+def microphone() -> PacedPacketTrack:
+    return PacedPacketTrack.from_codec("opus", seconds=4)
+
+
+@pytest.fixture
+async def join(sfu: SfuProcess) -> AsyncIterator[Join]:
+    """join(room_id, role="mentee", user=None, server=sfu) → a connected SfuClient, closed
+    at the end of the test."""
+    clients: list[SfuClient] = []
+
+    async def _join(
+        room_id: str,
+        role: Role = "mentee",
+        user: str | None = None,
+        server: SfuProcess | None = None,
+        decode: bool = True,
+    ) -> SfuClient:
+        target = server or sfu
+        user = user or f"user{next(_users)}"
+        client = await SfuClient.connect(
+            target.ws_url, target.token(room_id, user, role), ice=LOOPBACK, decode=decode
+        )
+        clients.append(client)
+        return client
+
+    yield _join
+    for client in clients:
+        await client.close()

@@ -25,10 +25,14 @@ class OfferedTrack:
 def parse_description(sdp: str) -> aiortc_sdp.SessionDescription:
     if len(sdp.encode()) > MAX_SDP_BYTES:
         raise InvalidSdp(f"SDP larger than {MAX_SDP_BYTES} bytes")
+    if not sdp.startswith("v=0"):
+        raise InvalidSdp("SDP must start with v=0")
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
     except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidSdp(f"SDP could not be parsed: {exc}") from None
+    if not description.media:
+        raise InvalidSdp("SDP has no media section")
     if len(description.media) > MAX_MEDIA_SECTIONS:
         raise InvalidSdp(f"more than {MAX_MEDIA_SECTIONS} media sections")
     return description

@@ -45,9 +45,7 @@ async def test_mentor_and_mentee_exchange_video_and_audio(sfu: SfuProcess, join:
             f"{sfu.url}/rooms/{room['room_id']}", headers=sfu.service_headers()
         )
         body = await response.json()
-    sources = sorted(
-        (p["role"], t["source"]) for p in body["participants"] for t in p["tracks"]
-    )
+    sources = sorted((p["role"], t["source"]) for p in body["participants"] for t in p["tracks"])
     assert sources == [
         ("mentee", "camera"),
         ("mentee", "microphone"),

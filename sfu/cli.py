@@ -52,9 +52,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _serve() -> int:
-    from aiohttp import web
-
-    from sfu.app import create_app
+    from sfu.server import Server
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -66,17 +64,7 @@ def _serve() -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    app = create_app(settings)
-    logger.info("listening on %s:%d", settings.http_host, settings.http_port)
-    web.run_app(
-        app,
-        host=settings.http_host,
-        port=settings.http_port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=settings.drain_timeout_s,
-        handle_signals=True,
-    )
+    asyncio.run(Server(settings).run())
     return 0
 
 

@@ -49,3 +49,5 @@ PEER_CONNECTION_TIMEOUTS = Counter(
 )
 WS_CLOSES = Counter("sfu_ws_closes", "WebSocket closes by close code", ["code"])
 WS_ERRORS = Counter("sfu_ws_errors", "WebSocket error messages sent, by error code", ["code"])
+
+ASYNCIO_TASKS = Gauge("sfu_asyncio_tasks", "asyncio tasks alive in the SFU's event loop")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sfu import metrics
 from sfu.api.edge import http_status
 from sfu.api.keys import MANAGER, READY_CHECKS, SETTINGS
 from sfu.api.tokens import ROOM_ID_RE, verify_service_token
@@ -163,6 +165,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
+    metrics.ASYNCIO_TASKS.set(len(asyncio.all_tasks()))
     response = web.Response(body=generate_latest())
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     response.charset = "utf-8"

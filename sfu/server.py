@@ -1,0 +1,74 @@
+"""Runs the app: a first SIGTERM (or SIGINT) drains, a second forces.
+
+Draining: /ready answers 503 and new rooms and joins are refused (4503), rooms in progress go
+on until they end or `drain_timeout_s` passes; then every room is closed with `node_shutdown`
+and the process exits. A second signal skips the wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from sfu.api.keys import MANAGER
+from sfu.app import create_app
+from sfu.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DRAIN_POLL_S = 0.5
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._signals = 0
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            logger.info("signal %s: draining (send again to stop at once)", signum)
+            self._stop.set()
+        else:
+            logger.info("signal %s again: stopping now", signum)
+            self._force.set()
+
+    async def run(self) -> None:
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        logger.info("listening on %s:%d", self.settings.http_host, self.settings.http_port)
+        try:
+            await self._stop.wait()
+            await self.drain()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            await runner.cleanup()
+        logger.info("stopped")
+
+    async def drain(self) -> None:
+        manager = self.app[MANAGER]
+        manager.draining = True
+        deadline = loop_time() + self.settings.drain_timeout_s
+        while manager.rooms and not self._force.is_set() and loop_time() < deadline:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._force.wait(), DRAIN_POLL_S)
+        if manager.rooms:
+            logger.info("closing %d rooms (node_shutdown)", len(manager.rooms))
+        await manager.close_all("node_shutdown")
+
+
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()

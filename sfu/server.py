@@ -1,8 +1,8 @@
 """Runs the app: a first SIGTERM (or SIGINT) drains, a second forces.
 
 Draining: /ready answers 503 and new rooms and joins are refused (4503), rooms in progress go
-on until they end or `drain_timeout_s` passes; then every room is closed with `node_shutdown`
-and the process exits. A second signal skips the wait.
+on until their participants have left or `drain_timeout_s` passes; then every room is closed
+with `node_shutdown` and the process exits. A second signal skips the wait.
 """
 
 from __future__ import annotations
@@ -62,7 +62,11 @@ class Server:
         manager = self.app[MANAGER]
         manager.draining = True
         deadline = loop_time() + self.settings.drain_timeout_s
-        while manager.rooms and not self._force.is_set() and loop_time() < deadline:
+        while (
+            any(room.participants for room in manager.rooms.values())
+            and not self._force.is_set()
+            and loop_time() < deadline
+        ):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._force.wait(), DRAIN_POLL_S)
         if manager.rooms:

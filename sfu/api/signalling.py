@@ -66,9 +66,8 @@ class WsSignal:
             code = int(WSCloseCode.OK)
         else:
             code = ws_close_code(error.code)
-            if code != WSCloseCode.OK:
-                with contextlib.suppress(ConnectionError):
-                    await self.send({"type": "error", **error.to_body()})
+            with contextlib.suppress(ConnectionError):
+                await self.send({"type": "error", **error.to_body()})
         metrics.WS_CLOSES.labels(str(code)).inc()
         reason = (error.code if error else "bye").encode()[:120]
         await self.ws.close(code=code, message=reason)

@@ -95,14 +95,18 @@ class PublisherSession:
     ) -> tuple[list[PublishedTrack], list[PublishedTrack]]:
         by_mid = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
         current = {t.track_id: t for t in offered}
-        removed = [p for tid, p in self.tracks.items() if tid not in current]
+        removed = [
+            p
+            for tid, p in self.tracks.items()
+            if tid not in current or current[tid].mid != p.mid
+        ]
         for track in removed:
             del self.tracks[track.track_id]
             track.fanout.close()
         added: list[PublishedTrack] = []
         for track_id, offer in current.items():
             existing = self.tracks.get(track_id)
-            if existing is not None and existing.mid == offer.mid:
+            if existing is not None:
                 existing.source = sources[track_id]
                 continue
             transceiver = by_mid.get(offer.mid)

@@ -111,8 +111,11 @@ class SubscriberSession:
         self._wanted[track_id] = (label, fanout)
         self._schedule()
 
-    def unsubscribe(self, track_id: str) -> None:
-        if self._wanted.pop(track_id, None) is not None:
+    def unsubscribe(self, track_id: str, fanout: TrackFanout | None = None) -> None:
+        """Stop receiving a track (only if it is still `fanout`'s, when given)."""
+        wanted = self._wanted.get(track_id)
+        if wanted is not None and (fanout is None or wanted[1] is fanout):
+            del self._wanted[track_id]
             self._schedule()
 
     def _schedule(self) -> None:
@@ -122,13 +125,20 @@ class SubscriberSession:
             self._negotiating = asyncio.ensure_future(self._negotiate())
 
     def _pending_changes(self) -> bool:
-        return set(self._wanted) != set(self.subscriptions)
+        if set(self._wanted) != set(self.subscriptions):
+            return True
+        return any(self._stale(sub) for sub in self.subscriptions.values())
+
+    def _stale(self, sub: Subscription) -> bool:
+        """The track id is wanted again, but for another publication (republished)."""
+        wanted = self._wanted.get(sub.track_id)
+        return wanted is None or wanted[1] is not sub.fanout
 
     async def _negotiate(self) -> None:
         await asyncio.sleep(0)  # let changes made in the same tick go in one offer
         if self._closed or self._offer_out or not self._pending_changes():
             return
-        for track_id in [t for t in self.subscriptions if t not in self._wanted]:
+        for track_id in [t for t, sub in self.subscriptions.items() if self._stale(sub)]:
             await self._end(self.subscriptions.pop(track_id))
         for track_id, (label, fanout) in self._wanted.items():
             if track_id not in self.subscriptions and not fanout.closed:

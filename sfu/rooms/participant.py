@@ -133,8 +133,8 @@ class Participant:
         )
         self.subscriber.subscribe(track.track_id, label, track.fanout)
 
-    def unsubscribe(self, track_id: str) -> None:
-        self.subscriber.unsubscribe(track_id)
+    def unsubscribe(self, track: PublishedTrack) -> None:
+        self.subscriber.unsubscribe(track.track_id, track.fanout)
 
     # -- connection state --------------------------------------------------------------------
 

@@ -99,7 +99,12 @@ class Room:
             self._cancel_empty_timer()
         participant.log.info("joined as %s (user %s)", participant.role, participant.user_id)
         await participant.send(
-            {"type": "joined", "participant": participant.to_json(), "room": self.to_json()}
+            {
+                "type": "joined",
+                "participant": participant.to_json(),
+                "room": self.to_json(),
+                "ice_servers": [],
+            }
         )
         await self._broadcast(
             {"type": "participant_joined", "participant": participant.to_json()},
@@ -157,7 +162,7 @@ class Room:
         metrics.PUBLICATIONS.labels(track.kind).dec()
         for other in self.participants.values():
             if other is not owner:
-                other.unsubscribe(track.track_id)
+                other.unsubscribe(track)
         info = {"track_id": track.track_id, "kind": track.kind, "source": track.source}
         await self._broadcast(
             {"type": "track_unpublished", "participant_id": owner.participant_id, "track": info},

@@ -243,7 +243,7 @@
       this.resolveSocketClosed(event.code);
       if (this.pendingAnswer) this.pendingAnswer.reject(new Error("socket closed"));
       this.teardown();
-      if (this.state !== "left") {
+      if (this.state !== "leaving" && this.state !== "left") {
         if (bad) this.lastError = `closed ${event.code}: ${meaning}`;
         this.setState(bad ? "error" : "closed");
       }
@@ -602,7 +602,8 @@
     // -- leaving
 
     async leave() {
-      this.setState("left");
+      if (this.state === "leaving" || this.state === "left") return;
+      this.setState("leaving");
       if (this.ws && this.ws.readyState === WebSocket.OPEN) {
         this.send({ type: "leave" });
         try {
@@ -614,7 +615,7 @@
       }
       this.teardown();
       log("left");
-      render();
+      this.setState("left");
     }
 
     teardown() {
@@ -624,7 +625,7 @@
       if (this.localStream) this.localStream.getTracks().forEach((track) => track.stop());
       if (this.screen) this.screen.track.stop();
       this.screen = null;
-      clearMedia();
+      if (session === this) clearMedia(); // a late close of an old session spares the new one
       render();
     }
 
@@ -689,8 +690,9 @@
 
   let session = null;
 
+  /** Between Join and the end of the session (left, closed by the SFU, or failed). */
   function active() {
-    return session !== null && (session.state === "connecting" || session.state === "joined");
+    return session !== null && ["connecting", "joined", "leaving"].includes(session.state);
   }
 
   function render() {
@@ -698,7 +700,7 @@
     const joined = s !== null && s.state === "joined";
     ui.join.disabled = active();
     ui.token.disabled = active();
-    ui.leave.disabled = !active();
+    ui.leave.disabled = !active() || s.state === "leaving";
     ui.share.disabled = !joined || s.role === "observer";
     ui.share.textContent = joined && s.screen ? "Stop sharing" : "Share screen";
     let text = "idle: paste a token and press Join";

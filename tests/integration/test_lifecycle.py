@@ -15,7 +15,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiortc import RTCSessionDescription
 
 from sfu.client.client import SfuClient
 from sfu.media.seams import client_peer_connection

@@ -120,6 +120,7 @@ async def test_reconnect_replaces_older_socket_with_4409(sfu: SfuProcess, join: 
 
     again = await join(room["room_id"], "mentor", user="alice")
     assert await mentor.wait_closed(10) == 4409
+    assert (await mentor.wait_for("error", timeout=5))["error"]["code"] == "replaced"
     left = await watcher.wait_for("participant_left", timeout=10)
     assert left["participant_id"] == mentor.participant_id
     assert again.participant_id != mentor.participant_id
@@ -147,6 +148,8 @@ async def test_leave_kick_and_delete(sfu: SfuProcess, join: Join) -> None:
         )
         assert kicked.status == 204
         assert await c.wait_closed(10) == 1000
+        removed = await c.wait_for("error", timeout=5)
+        assert removed["error"]["code"] == "removed"
         missing = await http.delete(
             f"{sfu.url}/rooms/{room_id}/participants/{c.participant_id}", headers=headers
         )

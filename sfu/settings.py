@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +51,8 @@ class Settings(BaseSettings):
         frozen=True,
         extra="forbid",
         env_parse_none_str="",
+        validate_by_name=True,
+        validate_by_alias=True,
     )
 
     # Identity and tokens
@@ -160,6 +163,8 @@ def load_settings(**overrides: Any) -> Settings:
     """Load settings, turning a validation failure into one readable SettingsError."""
     try:
         return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"invalid settings: {_config_file()} is not valid TOML: {exc}") from None
     except PydanticSettingsError as exc:
         raise SettingsError(f"invalid settings: {exc}") from None
     except ValidationError as exc:

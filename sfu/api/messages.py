@@ -95,13 +95,18 @@ def _candidate(body: dict[str, Any]) -> Candidate:
     return Candidate(target=target, candidate=candidate)
 
 
+def message_size(raw: str | bytes) -> int:
+    """Size on the wire, in bytes (a str counts as UTF-8)."""
+    return len(raw.encode()) if isinstance(raw, str) else len(raw)
+
+
 def parse_message(raw: str | bytes) -> ClientMessage:
     """One WebSocket text frame → a typed message, or a SfuError with the contract's code."""
-    if len(raw) > MAX_MESSAGE_BYTES:
+    if message_size(raw) > MAX_MESSAGE_BYTES:
         raise MessageTooLarge(f"message larger than {MAX_MESSAGE_BYTES} bytes")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidMessage(f"message is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidMessage("message must be a JSON object")

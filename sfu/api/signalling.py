@@ -21,6 +21,7 @@ from sfu.api.messages import (
     PublishOffer,
     RequestKeyframe,
     SubscribeAnswer,
+    message_size,
     parse_message,
 )
 from sfu.api.tokens import verify_participant_token
@@ -112,7 +113,7 @@ async def _serve(ws: web.WebSocketResponse, participant: Participant, bucket: To
                 break
             if msg.type == WSMsgType.TEXT:
                 data: str = msg.data
-                if len(data) > MAX_MESSAGE_BYTES:
+                if message_size(data) > MAX_MESSAGE_BYTES:
                     leave_reason = MessageTooLarge(f"message larger than {MAX_MESSAGE_BYTES} bytes")
                     break
                 try:

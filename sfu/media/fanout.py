@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from aiortc.sdp import parse_h264_profile_level_id
 
 from sfu import metrics
 from sfu.media.keyframes import keyframe_detector
@@ -32,9 +33,12 @@ def codec_key(codec: RTCRtpCodecParameters) -> tuple[str, ...]:
     key: tuple[str, ...] = (mime, str(codec.clockRate))
     if mime == "video/h264":
         params = codec.parameters
-        profile = str(params.get("profile-level-id", "42001f")).lower()
-        key += (profile[:2] + profile[4:] if len(profile) == 6 else profile,)
-        key += (str(params.get("packetization-mode", "0")),)
+        level_id = str(params.get("profile-level-id", "42e01f")).lower()
+        try:
+            profile = str(parse_h264_profile_level_id(level_id)[0])
+        except ValueError:
+            profile = level_id
+        key += (profile, str(params.get("packetization-mode", "0")))
     return key
 
 
@@ -77,11 +81,13 @@ class KeyframeThrottle:
         self._pending: asyncio.TimerHandle | None = None
 
     def request(self) -> None:
+        if self._pending is not None:
+            return
         now = time.monotonic()
         wait = self._last + self.interval - now
         if wait <= 0:
             self._fire()
-        elif self._pending is None:
+        else:
             self._pending = asyncio.get_running_loop().call_later(wait, self._fire)
 
     def _fire(self) -> None:

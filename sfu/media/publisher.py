@@ -96,9 +96,7 @@ class PublisherSession:
         by_mid = {t.mid: t for t in self.pc.getTransceivers() if t.mid is not None}
         current = {t.track_id: t for t in offered}
         removed = [
-            p
-            for tid, p in self.tracks.items()
-            if tid not in current or current[tid].mid != p.mid
+            p for tid, p in self.tracks.items() if tid not in current or current[tid].mid != p.mid
         ]
         for track in removed:
             del self.tracks[track.track_id]

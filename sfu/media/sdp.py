@@ -29,7 +29,15 @@ def parse_description(sdp: str) -> aiortc_sdp.SessionDescription:
         raise InvalidSdp("SDP must start with v=0")
     try:
         description = aiortc_sdp.SessionDescription.parse(sdp)
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError) as exc:
+    except (
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        AssertionError,
+        StopIteration,
+    ) as exc:
         raise InvalidSdp(f"SDP could not be parsed: {exc}") from None
     if not description.media:
         raise InvalidSdp("SDP has no media section")

@@ -1,0 +1,210 @@
+"""Settings: contract defaults, environment, TOML file, precedence, and readable refusals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from sfu.settings import DEV_JWT_SECRET, Settings, SettingsError, load_settings
+
+EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "sfu.example.toml"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No SFU_* / REDIS_URL from the outside, and no config/sfu.toml of the checkout."""
+    for name in list(os.environ):
+        if name.startswith("SFU_") or name == "REDIS_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def _toml(tmp_path: Path, text: str, name: str = "sfu.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    return str(caught.value)
+
+
+# --- defaults -------------------------------------------------------------------------------
+
+
+def test_defaults_match_the_contract() -> None:
+    settings = load_settings()
+    assert settings.http_port == 8080
+    assert (settings.rtc_port_min, settings.rtc_port_max) == (50000, 50200)
+    assert settings.rtc_port_count == 201
+    assert settings.stun_port == 3478
+    assert settings.stun_host == "sfu.cotept.com"
+    assert settings.jwt_secret == DEV_JWT_SECRET
+    assert settings.rtc_addresses == ()
+    assert settings.public_ip is None
+    assert settings.redis_url is None
+    assert settings.node_id
+
+
+def test_example_file_loads_and_states_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """config/sfu.example.toml says it lists every key with its default."""
+    monkeypatch.setenv("SFU_CONFIG_FILE", str(EXAMPLE_FILE))
+    from_file = load_settings(node_id="n1")
+    monkeypatch.delenv("SFU_CONFIG_FILE")
+    assert from_file == load_settings(node_id="n1")
+
+
+# --- environment ----------------------------------------------------------------------------
+
+
+def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFU_HTTP_PORT", "9090")
+    monkeypatch.setenv("SFU_RTC_ADDRESSES", "127.0.0.1, 10.0.0.1")
+    monkeypatch.setenv("SFU_RTC_PORT_MIN", "40000")
+    monkeypatch.setenv("SFU_RTC_PORT_MAX", "40009")
+    monkeypatch.setenv("SFU_PUBLIC_IP", "203.0.113.10")
+    monkeypatch.setenv("SFU_JWT_SECRET", "a-long-enough-secret")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("SFU_LOG_LEVEL", "debug")
+    settings = load_settings()
+    assert settings.http_port == 9090
+    assert settings.rtc_addresses == ("127.0.0.1", "10.0.0.1")
+    assert settings.rtc_port_count == 10
+    assert settings.public_ip == "203.0.113.10"
+    assert settings.jwt_secret == "a-long-enough-secret"
+    assert settings.redis_url == "redis://redis:6379/0"
+    assert settings.log_level == "DEBUG"
+
+
+def test_empty_public_ip_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFU_PUBLIC_IP", "")
+    assert load_settings().public_ip is None
+
+
+def test_redis_url_by_field_name_as_override() -> None:
+    assert load_settings(redis_url="redis://r:6379/1").redis_url == "redis://r:6379/1"
+
+
+# --- TOML file ------------------------------------------------------------------------------
+
+
+def test_toml_file_is_read_and_environment_beats_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = _toml(
+        tmp_path,
+        'http_port = 7000\nstun_port = 3479\nrtc_addresses = ["127.0.0.1"]\n'
+        'public_ip = "198.51.100.1"\n',
+        "custom.toml",
+    )
+    monkeypatch.setenv("SFU_CONFIG_FILE", str(path))
+    settings = load_settings()
+    assert (settings.http_port, settings.stun_port) == (7000, 3479)
+    assert settings.rtc_addresses == ("127.0.0.1",)
+    assert settings.public_ip == "198.51.100.1"
+    monkeypatch.setenv("SFU_HTTP_PORT", "7100")
+    monkeypatch.setenv("SFU_RTC_ADDRESSES", "10.0.0.2")
+    settings = load_settings()
+    assert settings.http_port == 7100
+    assert settings.rtc_addresses == ("10.0.0.2",)
+    assert settings.stun_port == 3479
+
+
+def test_config_sfu_toml_in_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    _toml(tmp_path / "config", "http_port = 8181\n")
+    assert load_settings().http_port == 8181
+
+
+def test_redis_url_in_the_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The example file documents `redis_url = "redis://..."` as a key."""
+    path = _toml(tmp_path, 'redis_url = "redis://from-file:6379/0"\n')
+    monkeypatch.setenv("SFU_CONFIG_FILE", str(path))
+    assert load_settings().redis_url == "redis://from-file:6379/0"
+    monkeypatch.setenv("REDIS_URL", "redis://from-env:6379/0")
+    assert load_settings().redis_url == "redis://from-env:6379/0"
+
+
+def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    message = _error(monkeypatch, SFU_CONFIG_FILE=str(tmp_path / "nope.toml"))
+    assert "SFU_CONFIG_FILE" in message
+
+
+def test_broken_toml_file_is_a_settings_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = _toml(tmp_path, "http_port = \n")
+    message = _error(monkeypatch, SFU_CONFIG_FILE=str(path))
+    assert "sfu.toml" in message
+
+
+def test_bad_value_in_toml_file_names_the_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = _toml(tmp_path, 'http_port = "eighty"\n')
+    assert "HTTP_PORT" in _error(monkeypatch, SFU_CONFIG_FILE=str(path))
+
+
+def test_unknown_key_in_toml_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = _toml(tmp_path, "http_prot = 8080\n")
+    assert "http_prot" in _error(monkeypatch, SFU_CONFIG_FILE=str(path)).lower()
+
+
+# --- bad values -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SFU_RTC_PORT_MIN": "abc"}, "SFU_RTC_PORT_MIN"),
+        ({"SFU_RTC_PORT_MAX": "70000"}, "SFU_RTC_PORT_MAX"),
+        ({"SFU_RTC_PORT_MIN": "50300"}, "SFU_RTC_PORT_MIN"),
+        ({"SFU_RTC_PORT_MIN": "40010", "SFU_RTC_PORT_MAX": "40000"}, "SFU_RTC_PORT_MAX"),
+        ({"SFU_PUBLIC_IP": "203.0.113"}, "SFU_PUBLIC_IP"),
+        ({"SFU_PUBLIC_IP": "sfu.cotept.com"}, "SFU_PUBLIC_IP"),
+        ({"SFU_RTC_ADDRESSES": "127.0.0.1,localhost"}, "SFU_RTC_ADDRESSES"),
+        ({"SFU_HTTP_PORT": "0"}, "SFU_HTTP_PORT"),
+        ({"SFU_HTTP_PORT": "eighty"}, "SFU_HTTP_PORT"),
+        ({"SFU_JWT_SECRET": "short"}, "SFU_JWT_SECRET"),
+        ({"SFU_LOG_LEVEL": "LOUD"}, "SFU_LOG_LEVEL"),
+        ({"SFU_ICE_TIMEOUT_S": "-1"}, "SFU_ICE_TIMEOUT_S"),
+    ],
+)
+def test_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str
+) -> None:
+    message = _error(monkeypatch, **env)
+    assert named in message
+    assert message.startswith("invalid settings")
+
+
+def test_min_above_max_says_both() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(rtc_port_min=50100, rtc_port_max=50050)
+    assert "SFU_RTC_PORT_MIN (50100)" in str(caught.value)
+    assert "SFU_RTC_PORT_MAX (50050)" in str(caught.value)
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+# --- frozen ---------------------------------------------------------------------------------
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings()
+    with pytest.raises(ValidationError):
+        settings.http_port = 1
+    assert settings.http_port == 8080
+    assert isinstance(settings, Settings)
+    assert hash(settings) == hash(load_settings(node_id=settings.node_id))

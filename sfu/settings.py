@@ -164,7 +164,9 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"invalid settings: {_config_file()} is not valid TOML: {exc}") from None
+        raise SettingsError(
+            f"invalid settings: {_config_file()} is not valid TOML: {exc}"
+        ) from None
     except PydanticSettingsError as exc:
         raise SettingsError(f"invalid settings: {exc}") from None
     except ValidationError as exc:

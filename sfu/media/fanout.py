@@ -18,8 +18,9 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import parse_h264_profile_level_id
 
 from sfu import metrics
+from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.keyframes import keyframe_detector
-from sfu.media.seams import ForwardingSender, TapReceiver
+from sfu.media.tap_receiver import TapReceiver
 
 logger = logging.getLogger(__name__)
 

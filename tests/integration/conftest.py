@@ -30,6 +30,20 @@ async def create_room(sfu: SfuProcess, **body: object) -> dict[str, object]:
         return room
 
 
+async def metric(sfu: SfuProcess, name: str) -> float:
+    """A value read from the SFU's /metrics (summed over labels)."""
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(sfu.url + "/metrics")).text()
+    values = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    ]
+    if not values:
+        raise AssertionError(f"{name} is not in /metrics")
+    return sum(values)
+
+
 def camera() -> PacedPacketTrack:
     return PacedPacketTrack.from_codec("vp8", seconds=4)
 

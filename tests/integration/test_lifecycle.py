@@ -18,21 +18,12 @@ import pytest
 
 from sfu.client.client import SfuClient
 from sfu.media.seams import client_peer_connection
-from tests.integration.conftest import LOOPBACK, Join, camera, create_room, microphone
+from tests.integration.conftest import LOOPBACK, Join, camera, create_room, metric, microphone
 from tests.sfu_process import SfuProcess, free_tcp_port, make_sfu
 
 
 def thread_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
-
-
-async def _metric(sfu: SfuProcess, name: str) -> float:
-    async with aiohttp.ClientSession() as http:
-        text = await (await http.get(sfu.url + "/metrics")).text()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 @pytest.fixture
@@ -48,7 +39,7 @@ async def test_no_decoder_or_encoder_threads_and_nothing_left_behind(
 ) -> None:
     room = await create_room(sfu)
     baseline_threads = thread_count(sfu.pid)
-    baseline_tasks = await _metric(sfu, "sfu_asyncio_tasks")
+    baseline_tasks = await metric(sfu, "sfu_asyncio_tasks")
     clients = [await join(room["room_id"], role) for role in ("mentor", "mentee", "observer")]
     for client in clients[:2]:
         await client.publish({camera(): "camera", microphone(): "microphone"})
@@ -64,12 +55,12 @@ async def test_no_decoder_or_encoder_threads_and_nothing_left_behind(
         await client.wait_closed(10)
     tasks = baseline_tasks + 100
     for _ in range(50):
-        tasks = await _metric(sfu, "sfu_asyncio_tasks")
+        tasks = await metric(sfu, "sfu_asyncio_tasks")
         if tasks <= baseline_tasks:
             break
         await asyncio.sleep(0.1)
     assert tasks <= baseline_tasks, f"{tasks} tasks alive, {baseline_tasks} before the room"
-    assert await _metric(sfu, "sfu_media_ports_in_use") == 0
+    assert await metric(sfu, "sfu_media_ports_in_use") == 0
 
 
 async def test_handshake_that_never_completes_is_torn_down(quick_sfu: SfuProcess) -> None:
@@ -94,7 +85,7 @@ async def test_handshake_that_never_completes_is_torn_down(quick_sfu: SfuProcess
         assert error["error"]["code"] == "ice_failed"
         assert await client.wait_closed(10) == 1011
         assert time.monotonic() - started < 15
-        assert await _metric(quick_sfu, "sfu_media_ports_in_use") == 0
+        assert await metric(quick_sfu, "sfu_media_ports_in_use") == 0
     finally:
         await client.close()
 
@@ -127,7 +118,7 @@ async def test_junk_on_media_ports_is_dropped_quietly(quick_sfu: SfuProcess, joi
     await mentee.wait_frames(lambda i: i.kind == "video", info.frames + 60, timeout=20)
     added = quick_sfu.log_path.read_text()[len(log_before) :]
     assert "Traceback" not in added
-    assert await _metric(quick_sfu, "sfu_ice_junk_datagrams_total") > 0
+    assert await metric(quick_sfu, "sfu_ice_junk_datagrams_total") > 0
 
 
 async def test_first_sigterm_drains_second_forces(join: Join) -> None:

@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from sfu.client.model import SfuErrorReply
-from tests.integration.conftest import Join, camera, create_room, microphone
+from tests.integration.conftest import Join, camera, create_room, metric, microphone
 from tests.sfu_process import SfuProcess
 
 FRAMES = 60
@@ -105,23 +105,13 @@ async def test_upstream_loss_is_recovered_by_nack(sfu: SfuProcess, join: Join) -
     room = await create_room(sfu)
     mentor = await join(room["room_id"], "mentor")
     mentee = await join(room["room_id"], "mentee")
-    nacks_before = await _metric(sfu, "sfu_nacks_sent_total")
+    nacks_before = await metric(sfu, "sfu_nacks_sent_total")
     dropper = mentor.drop_outgoing_video(fraction=0.03, seed=7)
     await mentor.publish({camera(): "camera"})
     info = await mentee.wait_frames(lambda i: i.kind == "video", 150, timeout=40)
     assert dropper.dropped_packets > 10
-    assert await _metric(sfu, "sfu_nacks_sent_total") > nacks_before
+    assert await metric(sfu, "sfu_nacks_sent_total") > nacks_before
     # Every frame got through: with ~3% of packets dropped and no recovery, the jitter buffer
     # would stall or skip on every loss.
     elapsed = info.last_frame_at - info.first_frame_at
     assert info.frames / elapsed > 25
-
-
-async def _metric(sfu: SfuProcess, name: str) -> float:
-    async with aiohttp.ClientSession() as http:
-        text = await (await http.get(sfu.url + "/metrics")).text()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

@@ -10,23 +10,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, unpack_remb_fci
 
 from sfu.client.client import SfuClient
 from sfu.client.media import PacedPacketTrack
-from tests.integration.conftest import Join, camera, create_room, microphone
+from tests.integration.conftest import Join, camera, create_room, metric, microphone
 from tests.sfu_process import SfuProcess
-
-
-async def _metric(sfu: SfuProcess, name: str) -> float:
-    async with aiohttp.ClientSession() as http:
-        text = await (await http.get(sfu.url + "/metrics")).text()
-    return sum(
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith(name + " ") or line.startswith(name + "{")
-    )
 
 
 async def test_h264_is_forwarded(sfu: SfuProcess, join: Join) -> None:
@@ -146,10 +135,10 @@ async def test_subscriber_nacks_are_answered_from_history(sfu: SfuProcess, join:
     mentee = await join(room["room_id"], "mentee")
     await mentor.publish({camera(): "camera"})
     info = await mentee.wait_frames(lambda i: i.kind == "video", 10, timeout=30)
-    answered = await _metric(sfu, "sfu_nacks_answered_total")
+    answered = await metric(sfu, "sfu_nacks_answered_total")
     dropped = _drop_first_arrivals(mentee, 0.03)
     start_frames, started = info.frames, time.monotonic()
     await mentee.wait_frames(lambda i: i.kind == "video", start_frames + 150, timeout=30)
     assert len(dropped) > 10
-    assert await _metric(sfu, "sfu_nacks_answered_total") > answered
+    assert await metric(sfu, "sfu_nacks_answered_total") > answered
     assert 150 / (time.monotonic() - started) > 25

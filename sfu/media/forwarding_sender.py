@@ -1,0 +1,206 @@
+"""ForwardingSender: an aiortc sender that forwards the SFU's RTP instead of encoding frames."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import clock as _clock
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import (
+    RTCRtpSendParameters,
+)
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    HeaderExtensionsMap,
+    RtcpByePacket,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    wrap_rtx,
+)
+
+from sfu import metrics
+from sfu.media.rewriter import RtpRewriter
+
+logger = logging.getLogger(__name__)
+
+SENDER_HISTORY = 1024
+"""Packets kept per forwarding sender to answer NACKs (~1 s of 1 Mbit/s video)."""
+
+
+class ForwardingSender(RTCRtpSender):
+    """An RTCRtpSender that sends RTP packets handed to `forward()` instead of pulling frames
+    from a track and encoding them. It answers NACKs from its own history, reports keyframe
+    requests to `on_keyframe_request`, and sends sender reports from its own counters."""
+
+    def __init__(self, trackOrKind: Any, transport: RTCDtlsTransport) -> None:
+        super().__init__(trackOrKind, transport)
+        self.on_keyframe_request: Callable[[], None] | None = None
+        self.on_started: Callable[[], None] | None = None
+        self.rewriter = RtpRewriter(
+            first_seq=random.randrange(1 << 15), first_timestamp=random.randrange(1 << 32)
+        )
+        self.clock_rate = 90000 if self.kind == "video" else 48000
+        self.sr_source: Callable[[], tuple[int, int] | None] | None = None
+        """Returns the publisher's latest (ntp, rtp timestamp) mapping, for lip-sync."""
+        self.started = False
+        self.packets = 0
+        self.octets = 0
+        self.nacks_received = 0
+        self.retransmitted = 0
+        self.keyframe_requests = 0
+        self._history: list[RtpPacket | None] = [None] * SENDER_HISTORY
+        self._ext_map = HeaderExtensionsMap()
+        self._mid: str | None = None
+        self._cname: str | None = None
+        self._rtx_pt: int | None = None
+        self._rtx_seq = random.randrange(1 << 15)
+        self._rtcp_task: asyncio.Task[None] | None = None
+        self._last_send_time = 0.0
+        self._stopped = False
+
+    async def send(self, parameters: RTCRtpSendParameters) -> None:
+        if self.started or self._stopped:
+            return
+        self._cname = parameters.rtcp.cname
+        self._mid = parameters.muxId
+        self.transport._register_rtp_sender(self, parameters)
+        self._ext_map.configure(parameters)
+        primary = [c for c in parameters.codecs if not is_rtx(c)]
+        if primary:
+            self.clock_rate = primary[0].clockRate
+        for codec in parameters.codecs:
+            if is_rtx(codec) and primary and codec.parameters.get("apt") == primary[0].payloadType:
+                self._rtx_pt = codec.payloadType
+        self.negotiated = list(parameters.codecs)
+        self._rtcp_task = asyncio.ensure_future(self._run_sender_rtcp())
+        self.started = True
+        if self.on_started is not None:
+            self.on_started()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.started:
+            self.transport._unregister_rtp_sender(self)
+            if self._rtcp_task is not None:
+                self._rtcp_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._rtcp_task
+            await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
+        self.on_keyframe_request = None
+        self.on_started = None
+
+    async def forward(self, packet: RtpPacket, payload_type: int) -> None:
+        """Send one packet of the publisher's stream, rewritten for this subscriber."""
+        seq, timestamp = self.rewriter.rewrite(packet.sequence_number, packet.timestamp)
+        out = RtpPacket(
+            payload_type=payload_type,
+            marker=packet.marker,
+            sequence_number=seq,
+            timestamp=timestamp,
+            ssrc=self._ssrc,
+            payload=packet.payload,
+        )
+        ext = out.extensions
+        ext.mid = self._mid
+        ext.abs_send_time = (_clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        ext.audio_level = packet.extensions.audio_level
+        self._history[seq % SENDER_HISTORY] = out
+        await self.transport._send_rtp(out.serialize(self._ext_map))
+        self.packets += 1
+        self.octets += len(packet.payload)
+        self._last_send_time = time.time()
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            for seq in packet.lost:
+                self.nacks_received += 1
+                metrics.NACKS_RECEIVED.inc()
+                await self._retransmit(seq)
+        elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_FIR, RTCP_PSFB_PLI):
+            self.keyframe_requests += 1
+            if self.on_keyframe_request is not None:
+                self.on_keyframe_request()
+        elif isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            await super()._handle_rtcp_packet(packet)
+
+    async def _retransmit(self, sequence_number: int) -> None:
+        packet = self._history[sequence_number % SENDER_HISTORY]
+        if packet is None or packet.sequence_number != sequence_number or not self.started:
+            return
+        if self._rtx_pt is not None:
+            packet = wrap_rtx(
+                packet,
+                payload_type=self._rtx_pt,
+                sequence_number=self._rtx_seq,
+                ssrc=self._rtx_ssrc,
+            )
+            self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        try:
+            await self.transport._send_rtp(packet.serialize(self._ext_map))
+        except ConnectionError:
+            return
+        self.retransmitted += 1
+        metrics.NACKS_ANSWERED.inc()
+
+    def _sender_report(self) -> RtcpSrPacket:
+        now = time.time()
+        ntp = _clock.current_ntp_time()
+        mapping = self.sr_source() if self.sr_source is not None else None
+        if mapping is not None:
+            pub_ntp, pub_rtp = mapping
+            elapsed = (ntp - pub_ntp) / (1 << 32)
+            rtp_ts = self.rewriter.to_subscriber_timestamp(
+                int(pub_rtp + elapsed * self.clock_rate) & 0xFFFFFFFF
+            )
+        else:
+            elapsed = now - self._last_send_time if self._last_send_time else 0.0
+            rtp_ts = int(self.rewriter.last_out_timestamp + elapsed * self.clock_rate)
+        return RtcpSrPacket(
+            ssrc=self._ssrc,
+            sender_info=RtcpSenderInfo(
+                ntp_timestamp=ntp,
+                rtp_timestamp=rtp_ts & 0xFFFFFFFF,
+                packet_count=self.packets & 0xFFFFFFFF,
+                octet_count=self.octets & 0xFFFFFFFF,
+            ),
+        )
+
+    async def _run_sender_rtcp(self) -> None:
+        try:
+            while True:
+                await asyncio.sleep(0.5 + random.random())
+                if not self.packets:
+                    continue
+                packets: list[AnyRtcpPacket] = [self._sender_report()]
+                if self._cname is not None:
+                    packets.append(
+                        RtcpSdesPacket(
+                            chunks=[
+                                RtcpSourceInfo(
+                                    ssrc=self._ssrc, items=[(1, self._cname.encode("utf8"))]
+                                )
+                            ]
+                        )
+                    )
+                await self._send_rtcp(packets)
+        except asyncio.CancelledError:
+            pass

@@ -1,0 +1,29 @@
+"""Access to aiortc's private attributes, in one place so each use is listed and checked
+(see seams.check_seams)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+RECEIVER_PRIVATE = (
+    "_RTCRtpReceiver__codecs",
+    "_RTCRtpReceiver__rtx_ssrc",
+    "_RTCRtpReceiver__remote_streams",
+    "_RTCRtpReceiver__nack_generator",
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__started",
+    "_RTCRtpReceiver__rtcp_task",
+    "_RTCRtpReceiver__rtcp_ssrc",
+    "_RTCRtpReceiver__transport",
+)
+SENDER_PRIVATE = ("_RTCRtpSender__started",)
+
+
+def internal(obj: object, name: str) -> Any:
+    """Read a private attribute of aiortc (listed in RECEIVER_PRIVATE / checked by
+    check_seams)."""
+    return getattr(obj, name)
+
+
+def set_internal(obj: object, name: str, value: object) -> None:
+    setattr(obj, name, value)

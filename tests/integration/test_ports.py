@@ -73,3 +73,25 @@ async def test_exhausted_range_refuses_join_with_4503(small_sfu: SfuProcess, joi
     await first.leave()
     again = await join(room["room_id"], "mentee", server=small_sfu)
     await again.publish({camera(): "camera"})
+
+
+async def test_public_ip_is_announced_while_bound_locally(join: Join) -> None:
+    server = make_sfu(46800, 46810, name="sfu-public-ip", SFU_PUBLIC_IP="127.0.0.2")
+    server.start()
+    try:
+        room = await create_room(server)
+        client = await join(room["room_id"], "mentor", server=server)
+        await client.publish({camera(): "camera"})
+        assert client.publisher is not None
+        answer = client.publisher.remoteDescription.sdp
+        candidates = [line for line in answer.splitlines() if line.startswith("a=candidate:")]
+        assert candidates
+        assert all(" 127.0.0.2 " in line for line in candidates), candidates
+        bound = {
+            c.laddr.ip
+            for c in psutil.Process(server.pid).net_connections(kind="udp")
+            if server.rtc_min <= c.laddr.port <= server.rtc_max
+        }
+        assert bound == {"127.0.0.1"}
+    finally:
+        server.stop()

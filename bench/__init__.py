@@ -1,0 +1,1 @@
+"""Benchmarks of the SFU (see docs/benchmarks.md)."""

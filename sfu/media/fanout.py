@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiortc.clock import current_ntp_time
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
@@ -210,7 +211,10 @@ class TrackFanout:
             except Exception:
                 self.log.exception("RTP tap failed; removing it")
                 self.taps = [t for t in self.taps if t is not tap]
+        if not size:
+            return  # padding only (bandwidth probing): nothing to forward
         keyframe: bool | None = None
+        abs_send_time = -1
         for entry in self.downstream:
             sender = entry.sender
             if not sender.started or not sender._enabled:
@@ -225,8 +229,10 @@ class TrackFanout:
                 if not keyframe:
                     continue
                 entry.waiting_keyframe = False
+            if abs_send_time < 0:
+                abs_send_time = (current_ntp_time() >> 14) & 0x00FFFFFF
             try:
-                await sender.forward(packet, pt)
+                sender.forward(packet, pt, abs_send_time)
             except ConnectionError:
                 continue
             except Exception:

@@ -13,6 +13,7 @@ from typing import Any
 from aiortc import clock as _clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpparameters import (
     RTCRtpSendParameters,
 )
@@ -36,7 +37,8 @@ from aiortc.rtp import (
 )
 
 from sfu import metrics
-from sfu.media.rewriter import RtpRewriter
+from sfu.media.internals import internal
+from sfu.media.rewriter import RtpRewriter, RtpWriter
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +67,16 @@ class ForwardingSender(RTCRtpSender):
         self.nacks_received = 0
         self.retransmitted = 0
         self.keyframe_requests = 0
-        self._history: list[RtpPacket | None] = [None] * SENDER_HISTORY
+        self._history: list[bytes | None] = [None] * SENDER_HISTORY
+        """Plain (unprotected) RTP of what was sent, by sequence number modulo its size."""
+        self._writer = RtpWriter(self._ssrc, {}, None)
+        # The route of the hot path, resolved once per selected ICE pair (see _send_plain).
+        self._dtls: Any = None
+        self._nominated: dict[int, Any] = {}
+        self._pair: Any = None
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._addr: Any = None
+        self._protect: Callable[[bytes], bytes] | None = None
         self._ext_map = HeaderExtensionsMap()
         self._mid: str | None = None
         self._cname: str | None = None
@@ -82,6 +93,13 @@ class ForwardingSender(RTCRtpSender):
         self._mid = parameters.muxId
         self.transport._register_rtp_sender(self, parameters)
         self._ext_map.configure(parameters)
+        self._writer = RtpWriter(
+            self._ssrc,
+            {ext.uri: ext.id for ext in parameters.headerExtensions if ext.id},
+            self._mid,
+        )
+        self._dtls = self.transport
+        self._nominated = internal(self._dtls.transport, "_connection")._nominated
         primary = [c for c in parameters.codecs if not is_rtx(c)]
         if primary:
             self.clock_rate = primary[0].clockRate
@@ -108,26 +126,47 @@ class ForwardingSender(RTCRtpSender):
         self.on_keyframe_request = None
         self.on_started = None
 
-    async def forward(self, packet: RtpPacket, payload_type: int) -> None:
-        """Send one packet of the publisher's stream, rewritten for this subscriber."""
+    def forward(self, packet: RtpPacket, payload_type: int, abs_send_time: int) -> None:
+        """Send one packet of the publisher's stream, rewritten for this subscriber.
+
+        The hot path: header and extensions are packed directly, and the SRTP-protected
+        datagram goes straight to the selected ICE pair's socket (aiortc's own path is three
+        coroutine layers deep). Raises ConnectionError when not connected."""
         seq, timestamp = self.rewriter.rewrite(packet.sequence_number, packet.timestamp)
-        out = RtpPacket(
-            payload_type=payload_type,
-            marker=packet.marker,
-            sequence_number=seq,
-            timestamp=timestamp,
-            ssrc=self._ssrc,
-            payload=packet.payload,
+        payload = packet.payload
+        plain = self._writer.write(
+            payload_type,
+            packet.marker,
+            seq,
+            timestamp,
+            payload,
+            abs_send_time,
+            packet.extensions.audio_level,
         )
-        ext = out.extensions
-        ext.mid = self._mid
-        ext.abs_send_time = (_clock.current_ntp_time() >> 14) & 0x00FFFFFF
-        ext.audio_level = packet.extensions.audio_level
-        self._history[seq % SENDER_HISTORY] = out
-        await self.transport._send_rtp(out.serialize(self._ext_map))
+        self._history[seq % SENDER_HISTORY] = plain
+        self._send_plain(plain)
         self.packets += 1
-        self.octets += len(packet.payload)
+        self.octets += len(payload)
         self._last_send_time = time.time()
+
+    def _send_plain(self, plain: bytes) -> None:
+        pair = self._nominated.get(1)
+        if pair is not self._pair:
+            self._reroute(pair)
+        if self._sendto is None or self._dtls._state is not DtlsState.CONNECTED:
+            raise ConnectionError("not connected")
+        self._sendto(self._protect(plain), self._addr)  # type: ignore[misc]
+
+    def _reroute(self, pair: Any) -> None:
+        """Bind the hot path to the selected ICE pair's socket and the DTLS-SRTP session."""
+        if pair is None or self._dtls is None or self._dtls._tx_srtp is None:
+            self._pair = None
+            self._sendto = None
+            return
+        self._pair = pair
+        self._sendto = pair.protocol.transport.sendto
+        self._addr = pair.remote_addr
+        self._protect = self._dtls._tx_srtp.protect
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
@@ -143,19 +182,22 @@ class ForwardingSender(RTCRtpSender):
             await super()._handle_rtcp_packet(packet)
 
     async def _retransmit(self, sequence_number: int) -> None:
-        packet = self._history[sequence_number % SENDER_HISTORY]
-        if packet is None or packet.sequence_number != sequence_number or not self.started:
+        plain = self._history[sequence_number % SENDER_HISTORY]
+        if plain is None or int.from_bytes(plain[2:4], "big") != sequence_number:
+            return
+        if not self.started:
             return
         if self._rtx_pt is not None:
-            packet = wrap_rtx(
-                packet,
+            rtx = wrap_rtx(
+                RtpPacket.parse(plain, self._ext_map),
                 payload_type=self._rtx_pt,
                 sequence_number=self._rtx_seq,
                 ssrc=self._rtx_ssrc,
             )
             self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            plain = rtx.serialize(self._ext_map)
         try:
-            await self.transport._send_rtp(packet.serialize(self._ext_map))
+            self._send_plain(plain)
         except ConnectionError:
             return
         self.retransmitted += 1

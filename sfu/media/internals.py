@@ -17,6 +17,11 @@ RECEIVER_PRIVATE = (
     "_RTCRtpReceiver__transport",
 )
 SENDER_PRIVATE = ("_RTCRtpSender__started",)
+DTLS_PRIVATE = ("_tx_srtp", "_state")
+"""ForwardingSender protects and sends on its own: RTCDtlsTransport's SRTP session and state."""
+ICE_PRIVATE = ("_connection",)
+"""RTCIceTransport's aioice Connection, whose `_nominated[1]` pair (protocol, remote_addr) the
+ForwardingSender sends on."""
 
 
 def internal(obj: object, name: str) -> Any:

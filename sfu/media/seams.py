@@ -24,8 +24,10 @@ from typing import Any, TypeVar
 import aiortc.rtcicetransport as _rtcicetransport
 import aiortc.rtcpeerconnection as _rtcpeerconnection
 from aioice import Connection
+from aioice.ice import CandidatePair
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
 )
@@ -35,7 +37,13 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from sfu.ice.connection import IceConfig, make_connection_factory
 from sfu.media.forwarding_sender import ForwardingSender
-from sfu.media.internals import RECEIVER_PRIVATE, SENDER_PRIVATE, set_internal
+from sfu.media.internals import (
+    DTLS_PRIVATE,
+    ICE_PRIVATE,
+    RECEIVER_PRIVATE,
+    SENDER_PRIVATE,
+    set_internal,
+)
 from sfu.media.tap_receiver import RtpSink, TapReceiver
 
 __all__ = [
@@ -138,6 +146,20 @@ def check_seams() -> None:
     ):
         if not hasattr(cls, method):
             problems.append(f"{cls.__name__}.{method} is gone")
+    owners: tuple[tuple[type, tuple[str, ...]], ...] = (
+        (RTCDtlsTransport, DTLS_PRIVATE),
+        (RTCIceTransport, ICE_PRIVATE),
+        (Connection, ("_nominated",)),
+    )
+    for owner, names in owners:
+        code = vars(owner)["__init__"].__code__
+        problems += [
+            f"{owner.__name__} no longer sets {n}" for n in names if n not in code.co_names
+        ]
+    if not {"protocol", "remote_addr"} <= set(dir(CandidatePair)) | set(
+        CandidatePair.__init__.__code__.co_names
+    ):
+        problems.append("aioice CandidatePair has no protocol/remote_addr")
     if "_codecs" not in RTCRtpTransceiver.__init__.__code__.co_names:
         problems.append("RTCRtpTransceiver no longer keeps _codecs")
     if problems:

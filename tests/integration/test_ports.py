@@ -41,7 +41,7 @@ async def test_every_media_socket_is_in_range(sfu: SfuProcess, join: Join) -> No
     stun = {int(sfu.env["SFU_STUN_PORT"])}
     assert ports - stun <= media, f"UDP sockets outside {sfu.rtc_min}-{sfu.rtc_max}: {ports}"
     # one socket per peer connection (BUNDLE + rtcp-mux): 2 publishers x 2 + observer x 1
-    assert len(media) >= 5
+    assert len(media) == 5
 
     async with aiohttp.ClientSession() as http:
         await http.delete(f"{sfu.url}/rooms/{room['room_id']}", headers=sfu.service_headers())

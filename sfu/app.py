@@ -9,13 +9,14 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from sfu.api.keys import ALLOCATOR, MANAGER, READY_CHECKS, SETTINGS, SOCKETS
+from sfu.api.keys import ALLOCATOR, EVENTS, MANAGER, READY_CHECKS, SETTINGS, SOCKETS
 from sfu.api.rest import add_routes, error_middleware
 from sfu.api.signalling import ws_handler
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.media import seams
 from sfu.rooms.capacity import PortBudget
+from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
 from sfu.settings import Settings
 
@@ -41,6 +42,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     )
     app[ALLOCATOR] = allocator
     app[MANAGER] = RoomManager(
+        events=app[EVENTS],
         node_id=settings.node_id,
         ice=ice,
         max_rooms=settings.max_rooms,
@@ -95,6 +97,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[SOCKETS] = weakref.WeakSet()
     app[READY_CHECKS] = []
+    app[EVENTS] = RoomEvents()
     app.cleanup_ctx.append(_media)
     app.cleanup_ctx.append(_redis)
     app.on_shutdown.append(_close_sockets)

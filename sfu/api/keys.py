@@ -8,11 +8,13 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sfu.ice.ports import PortAllocator
+from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
 from sfu.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 MANAGER = web.AppKey("manager", RoomManager)
+EVENTS = web.AppKey("events", RoomEvents)
 ALLOCATOR = web.AppKey("allocator", PortAllocator)
 SOCKETS = web.AppKey[weakref.WeakSet[web.WebSocketResponse]]("sockets")
 

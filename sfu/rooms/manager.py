@@ -16,6 +16,7 @@ from sfu.errors import (
 )
 from sfu.ice.connection import IceConfig
 from sfu.rooms.capacity import PortBudget
+from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions
 from sfu.rooms.room import Room
 
@@ -32,6 +33,7 @@ class RoomManager:
         ice_timeout: float,
         keyframe_interval: float,
         ports: PortBudget,
+        events: RoomEvents | None = None,
     ) -> None:
         self.node_id = node_id
         self.ice = ice
@@ -39,6 +41,7 @@ class RoomManager:
         self.ice_timeout = ice_timeout
         self.keyframe_interval = keyframe_interval
         self.ports = ports
+        self.events = events or RoomEvents()
         self.rooms: dict[str, Room] = {}
         self.draining = False
 
@@ -57,11 +60,13 @@ class RoomManager:
             ice_timeout=self.ice_timeout,
             keyframe_interval=self.keyframe_interval,
             ports=self.ports,
+            events=self.events,
             on_closed=self._closed,
         )
         self.rooms[room.room_id] = room
         metrics.ROOMS.set(len(self.rooms))
         room.log.info("created (record=%s, max=%d)", options.record, options.max_participants)
+        self.events.emit("room_started", room.to_json())
         return room
 
     @staticmethod

@@ -16,6 +16,7 @@ from sfu.errors import Replaced, RoomFull, RoomNotFound, SfuError, TrackNotFound
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack
 from sfu.rooms.capacity import PortBudget
+from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions, Signal, rfc3339
 from sfu.rooms.participant import Participant
 
@@ -33,6 +34,7 @@ class Room:
         ice_timeout: float,
         keyframe_interval: float,
         ports: PortBudget,
+        events: RoomEvents,
         on_closed: Callable[[Room], None],
     ) -> None:
         self.options = options
@@ -48,6 +50,7 @@ class Room:
         self._keyframe_interval = keyframe_interval
         self._on_closed = on_closed
         self._ports = ports
+        self.events = events
         self._reservations: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._empty_timer: asyncio.TimerHandle | None = None
@@ -98,6 +101,7 @@ class Room:
             metrics.PARTICIPANTS.labels(participant.role).inc()
             self._cancel_empty_timer()
         participant.log.info("joined as %s (user %s)", participant.role, participant.user_id)
+        self.events.emit("participant_joined", self.to_json(), participant=participant.to_json())
         await participant.send(
             {
                 "type": "joined",
@@ -135,6 +139,12 @@ class Room:
         with contextlib.suppress(ConnectionError):
             await participant.signal.close(reason)
         participant.log.info("left (%s)", reason.code if reason else "normal")
+        self.events.emit(
+            "participant_left",
+            self.to_json(),
+            participant=participant.to_json(),
+            reason=reason.code if reason else "left",
+        )
         await self._broadcast(
             {"type": "participant_left", "participant_id": participant.participant_id}
         )
@@ -147,6 +157,9 @@ class Room:
         metrics.PUBLICATIONS.labels(track.kind).inc()
         owner.log.info("published %s %s (%s)", track.kind, track.track_id, track.source)
         info = {"track_id": track.track_id, "kind": track.kind, "source": track.source}
+        self.events.emit(
+            "track_published", self.to_json(), participant_id=owner.participant_id, track=info
+        )
         await self._broadcast(
             {"type": "track_published", "participant_id": owner.participant_id, "track": info},
             exclude=owner,
@@ -164,6 +177,9 @@ class Room:
             if other is not owner:
                 other.unsubscribe(track)
         info = {"track_id": track.track_id, "kind": track.kind, "source": track.source}
+        self.events.emit(
+            "track_unpublished", self.to_json(), participant_id=owner.participant_id, track=info
+        )
         await self._broadcast(
             {"type": "track_unpublished", "participant_id": owner.participant_id, "track": info},
             exclude=owner,
@@ -219,7 +235,11 @@ class Room:
             metrics.PARTICIPANTS.labels(participant.role).dec()
             for track in await participant.close():
                 metrics.PUBLICATIONS.labels(track.kind).dec()
+            self.events.emit(
+                "participant_left", self.to_json(), participant=participant.to_json(), reason=reason
+            )
             with contextlib.suppress(ConnectionError):
                 await participant.signal.close(None)
         self.log.info("closed (%s)", reason)
+        self.events.emit("room_finished", self.to_json(), reason=reason)
         self._on_closed(self)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from sfu.api.keys import ALLOCATOR, EVENTS, MANAGER, READY_CHECKS, SETTINGS, SOCKETS
-from sfu.api.rest import add_routes, error_middleware
+from sfu.api.keys import ALLOCATOR, EVENTS, MANAGER, READY_CHECKS, SETTINGS, SOCKETS, WS_PER_IP
+from sfu.api.limits import ConcurrencyLimit
+from sfu.api.middleware import make_middlewares
+from sfu.api.rest import add_routes
 from sfu.api.signalling import ws_handler
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
@@ -93,8 +95,10 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
+    app.middlewares.extend(make_middlewares(app))
+    app[WS_PER_IP] = ConcurrencyLimit(settings.ws_per_ip)
     app[SOCKETS] = weakref.WeakSet()
     app[READY_CHECKS] = []
     app[EVENTS] = RoomEvents()

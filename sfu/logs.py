@@ -7,7 +7,15 @@ import logging
 import time
 from typing import Any
 
-CONTEXT_FIELDS = ("room_id", "participant_id", "track_id")
+CONTEXT_FIELDS = (
+    "room_id",
+    "participant_id",
+    "track_id",
+    "action",
+    "outcome",
+    "actor",
+    "ip",
+)
 
 
 class JsonFormatter(logging.Formatter):

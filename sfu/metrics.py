@@ -51,3 +51,4 @@ WS_CLOSES = Counter("sfu_ws_closes", "WebSocket closes by close code", ["code"])
 WS_ERRORS = Counter("sfu_ws_errors", "WebSocket error messages sent, by error code", ["code"])
 
 ASYNCIO_TASKS = Gauge("sfu_asyncio_tasks", "asyncio tasks alive in the SFU's event loop")
+LIMIT_HITS = Counter("sfu_limit_hits", "Requests refused by an abuse limit, by limit", ["limit"])

@@ -89,6 +89,19 @@ class Settings(BaseSettings):
     # Abuse limits
     ws_messages_per_s: float = Field(default=30.0, gt=0)
     ws_message_burst: int = Field(default=60, ge=1)
+    ws_per_ip: int = Field(default=20, ge=1)
+    """Concurrent WebSockets per client IP; the next one is closed with 4429."""
+    rest_rate_per_ip: float = Field(default=10.0, gt=0)
+    rest_burst_per_ip: int = Field(default=40, ge=1)
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    """Networks (CIDR) whose X-Forwarded-For is believed; empty: the peer address is the client."""
+
+    # CORS (REST API)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = (
+        "https://www.cotept.com",
+        "https://cotept.com",
+        "https://dev.cotept.com",
+    )
 
     # Shared state
     redis_url: str | None = Field(
@@ -100,7 +113,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     drain_timeout_s: float = Field(default=60.0, ge=0)
 
-    @field_validator("rtc_addresses", mode="before")
+    @field_validator("rtc_addresses", "trusted_proxies", "cors_origins", mode="before")
     @classmethod
     def _split_addresses(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -112,6 +125,13 @@ class Settings(BaseSettings):
     def _check_addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for address in value:
             ipaddress.ip_address(address)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
         return value
 
     @field_validator("public_ip")

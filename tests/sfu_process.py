@@ -57,7 +57,7 @@ class SfuProcess:
 
     def start(self, timeout: float = 20.0) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
+        log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sfu", "serve"],
             env=self.env,
@@ -102,6 +102,10 @@ def make_sfu(rtc_min: int, rtc_max: int, name: str = "sfu", **overrides: str) ->
             "SFU_ICE_TIMEOUT_S": "10",
             "SFU_NODE_ID": name,
             "SFU_STUN_PORT": str(free_tcp_port()),
+            # every test client comes from 127.0.0.1: limits are raised unless a test sets them
+            "SFU_REST_RATE_PER_IP": "1000",
+            "SFU_REST_BURST_PER_IP": "1000",
+            "SFU_WS_PER_IP": "200",
         }
     )
     env.update(overrides)

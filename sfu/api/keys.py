@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from sfu.api.limits import ConcurrencyLimit, KeyedLimiter
 from sfu.ice.ports import PortAllocator
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
@@ -16,6 +17,9 @@ SETTINGS = web.AppKey("settings", Settings)
 MANAGER = web.AppKey("manager", RoomManager)
 EVENTS = web.AppKey("events", RoomEvents)
 ALLOCATOR = web.AppKey("allocator", PortAllocator)
+LIMITER = web.AppKey("limiter", KeyedLimiter)
+"""Per-IP request rate: REST requests and WebSocket handshakes."""
+WS_PER_IP = web.AppKey("ws_per_ip", ConcurrencyLimit)
 SOCKETS = web.AppKey[weakref.WeakSet[web.WebSocketResponse]]("sockets")
 
 ReadyCheck = Callable[[], Awaitable[str | None]]

@@ -11,8 +11,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu import metrics
-from sfu.api.edge import http_status
 from sfu.api.keys import MANAGER, READY_CHECKS, SETTINGS
+from sfu.api.middleware import ACTOR, error_response
 from sfu.api.tokens import ROOM_ID_RE, verify_service_token
 from sfu.errors import InvalidRequest, SfuError, Unauthorized
 from sfu.rooms.models import RoomOptions
@@ -23,30 +23,13 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_METADATA_BYTES = 4 * 1024
 
 
-def error_response(error: SfuError) -> web.Response:
-    return web.json_response(error.to_body(), status=http_status(error.code))
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Domain errors → the contract's error body; unknown routes and methods too."""
-    try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except SfuError as exc:
-        return error_response(exc)
-    except web.HTTPNotFound:
-        return error_response(SfuError("no such resource", code="not_found"))
-    except web.HTTPMethodNotAllowed:
-        return error_response(SfuError("method not allowed", code="method_not_allowed"))
-
-
 def _service(request: web.Request) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a service token is required (Authorization: Bearer ...)")
     verify_service_token(request.app[SETTINGS].jwt_secret, token.strip())
+    request[ACTOR] = "service"
 
 
 def ws_url(request: web.Request) -> str:
@@ -119,7 +102,6 @@ async def create_room(request: web.Request) -> web.Response:
         raise InvalidRequest("'room_id' must match [A-Za-z0-9_-]{1,64}")
     options = parse_room_options(body, room_id, request.app[SETTINGS].default_empty_timeout_s)
     room = manager.create(options, ws_url(request))
-    logger.info("audit: room %s created by service from %s", room_id, request.remote)
     return web.json_response(room.to_json(), status=201)
 
 
@@ -138,7 +120,6 @@ async def delete_room(request: web.Request) -> web.Response:
     _service(request)
     room_id = request.match_info["room_id"]
     await request.app[MANAGER].delete(room_id, "deleted")
-    logger.info("audit: room %s deleted by service from %s", room_id, request.remote)
     return web.json_response({"room_id": room_id, "recording": None})
 
 
@@ -146,7 +127,6 @@ async def kick(request: web.Request) -> web.Response:
     _service(request)
     room_id, pid = request.match_info["room_id"], request.match_info["participant_id"]
     await request.app[MANAGER].kick(room_id, pid)
-    logger.info("audit: participant %s removed from %s by service", pid, room_id)
     return web.Response(status=204)
 
 

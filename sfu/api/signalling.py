@@ -7,11 +7,12 @@ import contextlib
 import logging
 from typing import Any
 
+import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import metrics
 from sfu.api.edge import ws_close_code
-from sfu.api.keys import MANAGER, SETTINGS, SOCKETS
+from sfu.api.keys import LIMITER, MANAGER, SETTINGS, SOCKETS, WS_PER_IP
 from sfu.api.limits import TokenBucket
 from sfu.api.messages import (
     MAX_MESSAGE_BYTES,
@@ -24,6 +25,7 @@ from sfu.api.messages import (
     message_size,
     parse_message,
 )
+from sfu.api.middleware import audit_line, request_ip
 from sfu.api.tokens import verify_participant_token
 from sfu.errors import InvalidMessage, MessageTooLarge, RateLimited, SfuError
 from sfu.rooms.participant import Participant
@@ -82,8 +84,19 @@ async def _refuse(ws: web.WebSocketResponse, error: SfuError) -> web.WebSocketRe
 async def ws_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
+    ip = request_ip(request)
     ws = SignallingSocket(max_msg_size=READ_LIMIT, heartbeat=20.0, compress=False)
     await ws.prepare(request)
+    if not app[LIMITER].take(ip):
+        metrics.LIMIT_HITS.labels("ws_connect").inc()
+        audit_line("GET /ws", ip, "rate_limited")
+        return await _refuse(ws, RateLimited("too many connection attempts"))
+    if not app[WS_PER_IP].acquire(ip):
+        metrics.LIMIT_HITS.labels("ws_per_ip").inc()
+        audit_line("GET /ws", ip, "too_many_sockets")
+        return await _refuse(
+            ws, RateLimited(f"more than {settings.ws_per_ip} connections from one address")
+        )
     app[SOCKETS].add(ws)
     try:
         try:
@@ -93,13 +106,33 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
                 raise SfuError("node is draining", code="draining")
             participant = await room.join(grant, WsSignal(ws))
         except SfuError as exc:
-            logger.info("join refused: %s (%s)", exc.code, exc.message)
+            audit_line("GET /ws", ip, exc.code, actor=_actor_of(request))
             return await _refuse(ws, exc)
+        audit_line(
+            "GET /ws",
+            ip,
+            "joined",
+            actor=f"user:{participant.user_id}",
+            room_id=participant.room.room_id,
+            participant_id=participant.participant_id,
+        )
         bucket = TokenBucket(settings.ws_messages_per_s, settings.ws_message_burst)
         await _serve(ws, participant, bucket)
         return ws
     finally:
         app[SOCKETS].discard(ws)
+        app[WS_PER_IP].release(ip)
+
+
+def _actor_of(request: web.Request) -> str:
+    """Who a refused token claimed to be (unverified; for the audit line only)."""
+    token = request.query.get("token", "")
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return "-"
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return f"claimed:{str(sub)[:64]}" if sub else "-"
 
 
 async def _serve(ws: web.WebSocketResponse, participant: Participant, bucket: TokenBucket) -> None:

@@ -53,6 +53,24 @@ def msid_track_id(media: aiortc_sdp.MediaDescription) -> str | None:
     return bits[1] if len(bits) >= 2 else None
 
 
+def forwardable(media: aiortc_sdp.MediaDescription) -> bool:
+    """Whether a section offers a codec the SFU forwards: Opus for audio; VP8, or H.264 with
+    packetization-mode 1, for video."""
+    for codec in media.rtp.codecs:
+        mime = codec.mimeType.lower()
+        if media.kind == "audio" and mime == "audio/opus":
+            return True
+        if media.kind == "video" and mime == "video/vp8":
+            return True
+        if (
+            media.kind == "video"
+            and mime == "video/h264"
+            and str(codec.parameters.get("packetization-mode", "0")) == "1"
+        ):
+            return True
+    return False
+
+
 def sending_tracks(description: aiortc_sdp.SessionDescription) -> list[OfferedTrack]:
     """Audio and video sections the offerer sends on (not rejected, sendonly or sendrecv)."""
     tracks: list[OfferedTrack] = []
@@ -65,5 +83,10 @@ def sending_tracks(description: aiortc_sdp.SessionDescription) -> list[OfferedTr
         track_id = msid_track_id(media)
         if not mid or not track_id:
             raise InvalidSdp(f"a sending {media.kind} section has no mid or msid")
+        if not forwardable(media):
+            raise InvalidSdp(
+                f"{media.kind} section {mid} offers no codec the SFU forwards "
+                "(Opus; VP8 or H.264 packetization-mode 1)"
+            )
         tracks.append(OfferedTrack(mid=mid, kind=media.kind, track_id=track_id))
     return tracks

@@ -213,3 +213,33 @@ def test_msid_track_id() -> None:
     assert msid_track_id(media) is None
     media.msid = None
     assert msid_track_id(media) is None
+
+
+def _offer_with(video_codecs: str, fmtp: str = "") -> str:
+    return (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+        "a=msid-semantic:WMS *\r\n"
+        f"m=video 9 UDP/TLS/RTP/SAVPF 100\r\nc=IN IP4 0.0.0.0\r\na=sendonly\r\na=mid:0\r\n"
+        "a=msid:s t1\r\na=rtcp-mux\r\n"
+        f"a=rtpmap:100 {video_codecs}\r\n{fmtp}"
+        "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32) + "\r\na=setup:actpass\r\n"
+    )
+
+
+def test_a_section_without_a_forwarded_codec_is_refused() -> None:
+    from sfu.errors import InvalidSdp
+    from sfu.media.sdp import parse_description, sending_tracks
+
+    assert sending_tracks(parse_description(_offer_with("VP8/90000")))[0].track_id == "t1"
+    h264 = _offer_with("H264/90000", "a=fmtp:100 packetization-mode=1;profile-level-id=42e01f\r\n")
+    assert sending_tracks(parse_description(h264))[0].kind == "video"
+    for codec, fmtp in (
+        ("VP9/90000", ""),
+        ("AV1/90000", ""),
+        ("H264/90000", "a=fmtp:100 packetization-mode=0;profile-level-id=42e01f\r\n"),
+    ):
+        with pytest.raises(InvalidSdp) as refused:
+            sending_tracks(parse_description(_offer_with(codec, fmtp)))
+        assert refused.value.code == "invalid_sdp"
+        assert "no codec the SFU forwards" in refused.value.message

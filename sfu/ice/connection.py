@@ -84,9 +84,15 @@ class SfuStunProtocol(StunProtocol):
     the magic cookie; anything else is counted in `ICE_JUNK_DATAGRAMS` and dropped.
     """
 
-    def __init__(self, receiver: aioice.Connection, lease: _Lease | None = None) -> None:
+    def __init__(
+        self, receiver: aioice.Connection, component: int = 1, lease: _Lease | None = None
+    ) -> None:
         super().__init__(receiver)
         self._lease = lease
+        self.component = component
+        self.ready = False
+        """Set once `local_candidate` is assigned. Datagrams that arrive on the fresh socket
+        before that (nobody can know the port yet but a scanner) are dropped as junk."""
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._lease is not None:
@@ -96,10 +102,12 @@ class SfuStunProtocol(StunProtocol):
     def datagram_received(self, data: bytes | str, addr: tuple[Any, ...]) -> None:
         # Hot path: every RTP packet comes through here.
         raw = cast(bytes, data)
-        if raw and raw[0] > 3:
-            self.receiver.data_received(raw, self.local_candidate.component)
-            return
-        self._stun_received(raw, (addr[0], addr[1]))
+        if not self.ready:
+            self._drop_junk(raw, (addr[0], addr[1]), "before the candidate was ready")
+        elif raw and raw[0] > 3:
+            self.receiver.data_received(raw, self.component)
+        else:
+            self._stun_received(raw, (addr[0], addr[1]))
 
     def _stun_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if data[4:8] != _STUN_MAGIC_COOKIE:
@@ -234,7 +242,7 @@ class SfuConnection(aioice.Connection):
         created = False
         try:
             _, protocol = await loop.create_datagram_endpoint(
-                lambda: SfuStunProtocol(self, lease), sock=sock
+                lambda: SfuStunProtocol(self, component, lease), sock=sock
             )
             created = True
         finally:
@@ -252,6 +260,7 @@ class SfuConnection(aioice.Connection):
             port=port,
             type="host",
         )
+        protocol.ready = True
         return protocol
 
     def _announced_host(self, bound_host: str) -> str:

@@ -21,6 +21,7 @@ from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
 from sfu.settings import Settings
+from sfu.webhooks import webhooks_ctx
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ def create_app(settings: Settings) -> web.Application:
     app[SOCKETS] = weakref.WeakSet()
     app[READY_CHECKS] = []
     app[EVENTS] = RoomEvents()
+    # Webhooks start before the media (rooms) and stop after them, so room_finished of rooms
+    # closed at shutdown is still delivered.
+    app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(_media)
     app.cleanup_ctx.append(_redis)
     app.on_shutdown.append(_close_sockets)

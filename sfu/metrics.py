@@ -52,3 +52,13 @@ WS_ERRORS = Counter("sfu_ws_errors", "WebSocket error messages sent, by error co
 
 ASYNCIO_TASKS = Gauge("sfu_asyncio_tasks", "asyncio tasks alive in the SFU's event loop")
 LIMIT_HITS = Counter("sfu_limit_hits", "Requests refused by an abuse limit, by limit", ["limit"])
+
+WEBHOOK_EVENTS = Counter(
+    "sfu_webhook_events",
+    "Webhook events by result: delivered; failed (rejected or out of attempts); dropped "
+    "(queue full, or still queued at shutdown); retried (one per attempt after the first)",
+    ["result"],
+)
+for _result in ("delivered", "failed", "dropped", "retried"):
+    WEBHOOK_EVENTS.labels(_result)
+WEBHOOK_QUEUE = Gauge("sfu_webhook_queue", "Webhook events waiting for delivery")

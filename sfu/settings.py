@@ -108,6 +108,16 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "SFU_REDIS_URL")
     )
 
+    # Webhooks (contract §5), signed with jwt_secret
+    webhook_url: str | None = None
+    """Where room, participant and track events are POSTed. Unset: no webhooks."""
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    """Attempts per event (the first included) before it is given up."""
+    webhook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """Seconds one attempt may take, connection to response."""
+    webhook_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    """Events waiting for delivery at most; beyond it the oldest are dropped."""
+
     # Operations
     log_level: str = "INFO"
     log_json: bool = True
@@ -132,6 +142,16 @@ class Settings(BaseSettings):
     def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for network in value:
             ipaddress.ip_network(network, strict=False)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("public_ip")

@@ -16,6 +16,7 @@ from sfu.api.rest import add_routes
 from sfu.api.signalling import ws_handler
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
+from sfu.ice.stun_server import ice_servers, stun_ctx
 from sfu.media import seams
 from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
@@ -46,6 +47,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     app[ALLOCATOR] = allocator
     app[MANAGER] = RoomManager(
         events=app[EVENTS],
+        ice_servers=ice_servers(settings),
         node_id=settings.node_id,
         ice=ice,
         max_rooms=settings.max_rooms,
@@ -108,6 +110,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(_media)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(stun_ctx)
     app.on_shutdown.append(_close_sockets)
     add_routes(app)
     app.router.add_get("/ws", ws_handler)

@@ -62,3 +62,12 @@ WEBHOOK_EVENTS = Counter(
 for _result in ("delivered", "failed", "dropped", "retried"):
     WEBHOOK_EVENTS.labels(_result)
 WEBHOOK_QUEUE = Gauge("sfu_webhook_queue", "Webhook events waiting for delivery")
+
+STUN_REQUESTS = Counter(
+    "sfu_stun_requests",
+    "Datagrams on the STUN port by result: answered (Binding success sent); ignored (not a "
+    "plain Binding request, dropped silently); rate_limited (per-IP or global STUN limit)",
+    ["result"],
+)
+for _result in ("answered", "ignored", "rate_limited"):
+    STUN_REQUESTS.labels(_result)

@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     torn down."""
     stun_port: int = Field(default=3478, ge=1, le=65535)
     stun_host: str = "sfu.cotept.com"
+    """Host browsers are told to use for STUN (`stun:<stun_host>:<stun_port>` in `joined`)."""
+    stun_enabled: bool = True
+    """Run the embedded STUN responder and advertise it; false: neither."""
+    stun_bind: str = "0.0.0.0"
+    """Local address the STUN responder binds on (port `stun_port`)."""
+    stun_rate_per_ip: float = Field(default=20.0, gt=0)
+    """STUN requests answered per second per source IP (IPv6: per /64)."""
+    stun_burst_per_ip: int = Field(default=40, ge=1)
+    stun_rate_total: float = Field(default=2000.0, gt=0)
+    """STUN requests answered per second in all, whatever the number of sources."""
+    stun_max_sources: int = Field(default=10_000, ge=1, le=10_000_000)
+    """Source IPs the STUN limiter tracks at most; the least recently seen is forgotten."""
 
     # Rooms
     max_rooms: int = Field(default=100, ge=1)
@@ -161,6 +173,12 @@ class Settings(BaseSettings):
             ipaddress.ip_address(value)
             return value
         return None
+
+    @field_validator("stun_bind")
+    @classmethod
+    def _check_stun_bind(cls, value: str) -> str:
+        ipaddress.ip_address(value)
+        return value
 
     @field_validator("log_level")
     @classmethod

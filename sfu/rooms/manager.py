@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from typing import Any
 
 from sfu import metrics
 from sfu.errors import (
@@ -34,8 +35,10 @@ class RoomManager:
         keyframe_interval: float,
         ports: PortBudget,
         events: RoomEvents | None = None,
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.node_id = node_id
+        self.ice_servers = ice_servers or []
         self.ice = ice
         self.max_rooms = max_rooms
         self.ice_timeout = ice_timeout
@@ -61,6 +64,7 @@ class RoomManager:
             keyframe_interval=self.keyframe_interval,
             ports=self.ports,
             events=self.events,
+            ice_servers=self.ice_servers,
             on_closed=self._closed,
         )
         self.rooms[room.room_id] = room

@@ -36,6 +36,7 @@ class Room:
         ports: PortBudget,
         events: RoomEvents,
         on_closed: Callable[[Room], None],
+        ice_servers: list[dict[str, Any]] | None = None,
     ) -> None:
         self.options = options
         self.room_id = options.room_id
@@ -51,6 +52,7 @@ class Room:
         self._on_closed = on_closed
         self._ports = ports
         self.events = events
+        self.ice_servers = ice_servers or []
         self._reservations: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._empty_timer: asyncio.TimerHandle | None = None
@@ -107,7 +109,7 @@ class Room:
                 "type": "joined",
                 "participant": participant.to_json(),
                 "room": self.to_json(),
-                "ice_servers": [],
+                "ice_servers": self.ice_servers,
             }
         )
         await self._broadcast(

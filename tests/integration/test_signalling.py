@@ -183,3 +183,10 @@ async def test_empty_room_closes_itself(sfu: SfuProcess, join: Join) -> None:
                 break
             await asyncio.sleep(0.1)
     assert status == 404
+
+
+async def test_joined_advertises_the_embedded_stun_server(sfu: SfuProcess, join: Join) -> None:
+    room = await create_room(sfu)
+    client = await join(room["room_id"])
+    port = sfu.env["SFU_STUN_PORT"]
+    assert client.ice_servers == [{"urls": [f"stun:sfu.cotept.com:{port}"]}]

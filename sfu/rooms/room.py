@@ -157,7 +157,13 @@ class Room:
 
     async def published(self, owner: Participant, track: PublishedTrack) -> None:
         metrics.PUBLICATIONS.labels(track.kind).inc()
-        owner.log.info("published %s %s (%s)", track.kind, track.track_id, track.source)
+        owner.log.info(
+            "published %s %s (%s)",
+            track.kind,
+            track.track_id,
+            track.source,
+            extra={"track_id": track.track_id},
+        )
         info = {"track_id": track.track_id, "kind": track.kind, "source": track.source}
         self.events.emit(
             "track_published", self.to_json(), participant_id=owner.participant_id, track=info
@@ -175,6 +181,7 @@ class Room:
 
     async def _track_gone(self, owner: Participant, track: PublishedTrack) -> None:
         metrics.PUBLICATIONS.labels(track.kind).dec()
+        owner.log.info("unpublished %s", track.track_id, extra={"track_id": track.track_id})
         for other in self.participants.values():
             if other is not owner:
                 other.unsubscribe(track)

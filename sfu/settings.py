@@ -130,6 +130,18 @@ class Settings(BaseSettings):
     webhook_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
     """Events waiting for delivery at most; beyond it the oldest are dropped."""
 
+    # Object storage (recordings, VOD)
+    data_dir: Path = Path("./data")
+    """Folder for the node's local data; relative to the working directory, so `sfu serve`
+    from a checkout keeps it inside the checkout (the container sets an absolute path)."""
+    storage_url: str | None = None
+    """`file:///dir` (local filesystem) or `s3://bucket[/prefix]` (S3-compatible, e.g. OCI
+    Object Storage). Unset: `file://<data_dir>/objects`."""
+    s3_endpoint: str | None = None
+    """Endpoint of the S3-compatible service for `s3://` URLs (OCI:
+    https://<namespace>.compat.objectstorage.<region>.oraclecloud.com). Unset: AWS S3.
+    Credentials and region: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION."""
+
     # Operations
     log_level: str = "INFO"
     log_json: bool = True
@@ -159,6 +171,26 @@ class Settings(BaseSettings):
     @field_validator("webhook_url")
     @classmethod
     def _check_webhook_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme, sep, rest = value.partition("://")
+        if scheme.lower() not in ("file", "s3") or not sep or not rest:
+            raise ValueError("must be file:///dir or s3://bucket[/prefix]")
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _check_s3_endpoint(cls, value: str | None) -> str | None:
         if not value:
             return None
         scheme, sep, rest = value.partition("://")

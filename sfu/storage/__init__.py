@@ -1,0 +1,96 @@
+"""Object storage: one small interface (ObjectStore), two implementations.
+
+- `file:///abs/dir` (or `file://./rel/dir`, relative to the working directory): LocalStore,
+  the embedded default, under `<data_dir>/objects`.
+- `s3://bucket[/prefix]`: S3Store on any S3-compatible service (OCI Object Storage through
+  its Amazon S3 Compatibility API), with `endpoint` (SFU_S3_ENDPOINT) unless it is AWS.
+
+Callers that publish VOD objects pass `cache_control=cache_control_for(key)`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
+
+from sfu.storage.base import (
+    MAX_KEY_BYTES,
+    InvalidKey,
+    ObjectArchived,
+    ObjectInfo,
+    ObjectNotFound,
+    ObjectStore,
+    StorageError,
+    Tier,
+    cache_control_for,
+    validate_key,
+)
+from sfu.storage.local import LocalStore
+
+if TYPE_CHECKING:
+    from sfu.settings import Settings
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "InvalidKey",
+    "LocalStore",
+    "ObjectArchived",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "StorageError",
+    "Tier",
+    "cache_control_for",
+    "open_store",
+    "store_from_settings",
+    "validate_key",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def open_store(url: str, *, endpoint: str | None = None, region: str | None = None) -> ObjectStore:
+    """The store a URL names; StorageError for a URL that names none."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        if parts.query or parts.fragment:
+            raise StorageError(f"storage URL {url!r}: file:// takes no query or fragment")
+        if parts.netloc not in ("", "localhost", "."):
+            raise StorageError(
+                f"storage URL {url!r}: use file:///absolute/dir or file://./relative/dir"
+            )
+        path = unquote(parts.path)
+        if parts.netloc == ".":
+            path = "." + path
+        if not path:
+            raise StorageError(f"storage URL {url!r} names no folder")
+        if endpoint:
+            logger.warning("SFU_S3_ENDPOINT is ignored for a file:// storage URL")
+        return LocalStore(Path(path))
+    if scheme == "s3":
+        if not parts.netloc:
+            raise StorageError(f"storage URL {url!r} names no bucket (s3://bucket[/prefix])")
+        if parts.query or parts.fragment:
+            raise StorageError(f"storage URL {url!r}: s3:// takes no query or fragment")
+        from sfu.storage.s3 import S3Store  # boto3 is imported only when S3 is used
+
+        try:
+            return S3Store(
+                parts.netloc, unquote(parts.path), endpoint_url=endpoint or None, region=region
+            )
+        except InvalidKey as exc:
+            raise StorageError(f"storage URL {url!r}: bad prefix: {exc}") from None
+    raise StorageError(f"storage URL {url!r}: unsupported; use file:///dir or s3://bucket[/prefix]")
+
+
+def default_storage_url(data_dir: Path) -> str:
+    """`file://` URL of the default local store: `<data_dir>/objects`, made absolute."""
+    return (data_dir / "objects").resolve().as_uri()
+
+
+def store_from_settings(settings: Settings) -> ObjectStore:
+    url = settings.storage_url or default_storage_url(settings.data_dir)
+    return open_store(url, endpoint=settings.s3_endpoint)

@@ -1,0 +1,301 @@
+"""LocalStore: objects as files under a root folder, the embedded default.
+
+Layout under `root`: each object is the file `root/<key>`, so the tree mirrors the bucket
+and can be served as is. Its content type, cache control, tier and ETag are a small JSON
+sidecar `root/.meta/<key>.json`, and writes are staged in `root/.tmp/`; both folders are
+hidden from listings and are reserved (no key may start with `.meta/` or `.tmp/`).
+
+A put writes the data to a temp file, fsyncs it, renames it over the object
+(`os.replace`, atomic on POSIX), then does the same for the sidecar, and fsyncs the
+folders. A crash leaves either the old object or the new one, never a partial file; a crash
+between the two renames leaves the new data with the old sidecar (head then reports the old
+content type). Temp files older than an hour are removed when a store is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sfu.storage.base import (
+    InvalidKey,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    Tier,
+    validate_key,
+    validate_prefix,
+)
+
+logger = logging.getLogger(__name__)
+
+META_DIR = ".meta"
+TMP_DIR = ".tmp"
+_STALE_TMP_S = 3600.0
+_CHUNK = 1 << 20
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+class LocalStore:
+    """An ObjectStore on the local filesystem."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+        self._tmp = self.root / TMP_DIR
+        self._meta = self.root / META_DIR
+        try:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            self._meta.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create object store folder {self.root}: {exc}") from exc
+        self._remove_stale_temp_files()
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    # --- paths ------------------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        validate_key(key)
+        if key.split("/", 1)[0] in (META_DIR, TMP_DIR):
+            raise InvalidKey(f"object key uses a reserved folder of the local store: {key!r}")
+        return self.root / key
+
+    def _meta_path(self, key: str) -> Path:
+        return self._meta / (key + ".json")
+
+    def _remove_stale_temp_files(self) -> None:
+        cutoff = time.time() - _STALE_TMP_S
+        for entry in self._tmp.iterdir():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < cutoff:
+                    entry.unlink()
+                    logger.info("removed stale temp file %s", entry)
+
+    # --- blocking parts (run in a worker thread) --------------------------------------------
+
+    def _write_atomic(self, target: Path, source: bytes | Path) -> str:
+        """Write `source` to `target` through a temp file; return the content's MD5 hex."""
+        digest = hashlib.md5(usedforsecurity=False)
+        temp = self._tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            with open(temp, "wb") as out:
+                if isinstance(source, bytes):
+                    out.write(source)
+                    digest.update(source)
+                else:
+                    with open(source, "rb") as src:
+                        while chunk := src.read(_CHUNK):
+                            out.write(chunk)
+                            digest.update(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+        _fsync_dir(target.parent)
+        return digest.hexdigest()
+
+    def _put(
+        self,
+        key: str,
+        data: bytes | Path,
+        content_type: str,
+        cache_control: str | None,
+        tier: Tier,
+    ) -> ObjectInfo:
+        path = self._path(key)
+        if path.is_dir():
+            raise StorageError(f"cannot put {key!r}: keys under {key + '/'!r} exist")
+        try:
+            etag = self._write_atomic(path, data)
+            meta = {
+                "content_type": content_type,
+                "cache_control": cache_control,
+                "tier": tier.value,
+                "etag": etag,
+            }
+            self._write_atomic(self._meta_path(key), json.dumps(meta).encode())
+        except FileNotFoundError as exc:
+            if isinstance(data, Path) and not data.is_file():
+                raise StorageError(f"cannot put {key!r}: no such file {data}") from exc
+            raise StorageError(f"cannot put {key!r}: {exc}") from exc
+        except (NotADirectoryError, FileExistsError) as exc:
+            raise StorageError(f"cannot put {key!r}: a parent is an object: {exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot put {key!r}: {exc}") from exc
+        return self._head(key)
+
+    def _read_meta(self, key: str) -> dict[str, Any]:
+        try:
+            loaded = json.loads(self._meta_path(key).read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise StorageError(f"cannot stat {key!r}: {exc}") from exc
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        return self._info(key, stat.st_size, stat.st_mtime)
+
+    def _info(self, key: str, size: int, mtime: float) -> ObjectInfo:
+        meta = self._read_meta(key)
+        try:
+            tier = Tier(meta.get("tier", Tier.STANDARD.value))
+        except ValueError:
+            tier = Tier.STANDARD
+        return ObjectInfo(
+            key=key,
+            size=size,
+            etag=str(meta.get("etag", "")),
+            last_modified=datetime.fromtimestamp(mtime, UTC),
+            content_type=str(meta.get("content_type") or DEFAULT_CONTENT_TYPE),
+            cache_control=meta.get("cache_control"),
+            tier=tier,
+        )
+
+    def _get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(key) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key!r}: {exc}") from exc
+
+    def _walk(self, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+        # Start from the deepest folder the prefix names, then filter by the full prefix.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        start = self.root / folder if folder else self.root
+        if not start.is_dir():
+            return
+        for dirpath, dirnames, filenames in os.walk(start):
+            if Path(dirpath) == self.root:
+                dirnames[:] = [d for d in dirnames if d not in (META_DIR, TMP_DIR)]
+            relative = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                key = name if relative == "." else f"{relative}/{name}"
+                if key.startswith(prefix):
+                    with contextlib.suppress(FileNotFoundError):
+                        yield key, os.stat(os.path.join(dirpath, name))
+
+    def _list(self, prefix: str) -> list[ObjectInfo]:
+        validate_prefix(prefix)
+        found = sorted(self._walk(prefix), key=lambda item: item[0])
+        return [self._info(key, stat.st_size, stat.st_mtime) for key, stat in found]
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        for target in (path, self._meta_path(key)):
+            try:
+                target.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+            except IsADirectoryError:
+                return
+            except OSError as exc:
+                raise StorageError(f"cannot delete {key!r}: {exc}") from exc
+        self._prune(path.parent, self.root)
+        self._prune(self._meta_path(key).parent, self._meta)
+
+    @staticmethod
+    def _prune(folder: Path, stop: Path) -> None:
+        """Remove folders left empty by a delete, up to (not including) `stop`."""
+        while folder != stop and stop in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+            folder = folder.parent
+
+    def _set_tier(self, key: str, tier: Tier) -> None:
+        info = self._head(key)
+        meta = self._read_meta(key)
+        meta.update(tier=tier.value, content_type=info.content_type, etag=info.etag)
+        meta.setdefault("cache_control", info.cache_control)
+        try:
+            self._write_atomic(self._meta_path(key), json.dumps(meta).encode())
+        except OSError as exc:
+            raise StorageError(f"cannot set the tier of {key!r}: {exc}") from exc
+
+    # --- the ObjectStore interface ----------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        data: bytes | Path,
+        *,
+        content_type: str,
+        cache_control: str | None = None,
+        tier: Tier | None = None,
+    ) -> ObjectInfo:
+        self._path(key)
+        return await asyncio.to_thread(
+            self._put, key, data, content_type, cache_control, tier or Tier.STANDARD
+        )
+
+    async def get(self, key: str) -> bytes:
+        self._path(key)
+        return await asyncio.to_thread(self._get, key)
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.head(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    async def head(self, key: str) -> ObjectInfo:
+        self._path(key)
+        return await asyncio.to_thread(self._head, key)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        for info in await asyncio.to_thread(self._list, prefix):
+            yield info
+
+    async def delete(self, key: str) -> None:
+        self._path(key)
+        await asyncio.to_thread(self._delete, key)
+
+    async def get_tier(self, key: str) -> Tier:
+        return (await self.head(key)).tier
+
+    async def set_tier(self, key: str, tier: Tier) -> None:
+        self._path(key)
+        await asyncio.to_thread(self._set_tier, key, Tier(tier))
+
+    async def close(self) -> None:
+        return None
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

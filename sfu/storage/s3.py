@@ -1,0 +1,250 @@
+"""S3Store: S3-compatible object storage (OCI Object Storage, AWS S3, MinIO, moto) via boto3.
+
+boto3 is synchronous, so each call runs in a worker thread (`asyncio.to_thread`). The client
+retries (botocore "standard" mode: throttling, 5xx and connection errors, with backoff) and
+has connect and read timeouts, so no call waits forever.
+
+With a custom endpoint (OCI: `https://<namespace>.compat.objectstorage.<region>.oraclecloud.com`)
+the client uses path-style addressing and sends checksums only where the API requires them:
+the newer default CRC checksums of boto3 >= 1.36 are not accepted by every S3-compatible
+service. Credentials and region come from boto3's usual chain (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION / AWS_DEFAULT_REGION, profiles); OCI calls the key pair a
+"Customer Secret Key".
+
+Tiers are storage classes (see Tier). set_tier copies the object onto itself with the new
+StorageClass and MetadataDirective=COPY, which keeps content type, cache control and user
+metadata; CopyObject is limited to 5 GiB objects. An archived object cannot be read or
+copied until restored: both raise ObjectArchived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sfu.storage.base import (
+    ObjectArchived,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    Tier,
+    validate_key,
+    validate_prefix,
+)
+
+if TYPE_CHECKING:
+    from types_boto3_s3.client import S3Client
+    from types_boto3_s3.literals import StorageClassType
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_ARCHIVED = {"InvalidObjectState", "ObjectNotInActiveTierError"}
+
+
+class S3Store:
+    """An ObjectStore on one bucket of S3-compatible storage, under an optional prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 60.0,
+        max_attempts: int = 5,
+    ) -> None:
+        if not bucket:
+            raise StorageError("S3 bucket name is empty")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            validate_prefix(self.prefix)
+        config = Config(
+            connect_timeout=connect_timeout_s,
+            read_timeout=read_timeout_s,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            s3={"addressing_style": "path"} if endpoint_url else None,
+            request_checksum_calculation="when_required" if endpoint_url else None,
+            response_checksum_validation="when_required" if endpoint_url else None,
+        )
+        try:
+            self._client: S3Client = boto3.session.Session().client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
+        except (BotoCoreError, ValueError) as exc:
+            raise StorageError(f"cannot create the S3 client: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"S3Store(bucket={self.bucket!r}, prefix={self.prefix!r})"
+
+    def _full(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _relative(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    async def _call(self, key: str, what: str, call: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(call)
+        except ClientError as exc:
+            raise self._error(key, what, exc) from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"S3 {what} {key!r} failed: {exc}") from exc
+
+    def _error(self, key: str, what: str, exc: ClientError) -> StorageError:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _NOT_FOUND:
+            return ObjectNotFound(key)
+        if code in _ARCHIVED:
+            return ObjectArchived(key)
+        if code == "NoSuchBucket":
+            return StorageError(f"S3 bucket {self.bucket!r} does not exist ({what} {key!r})")
+        return StorageError(f"S3 {what} {key!r} in bucket {self.bucket!r} failed: {exc}")
+
+    def _head_blocking(self, key: str) -> ObjectInfo:
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=self._full(key))
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _NOT_FOUND:
+                # HEAD has no body, so a missing bucket is a bare 404 too: tell them apart.
+                try:
+                    self._client.head_bucket(Bucket=self.bucket)
+                except ClientError as bucket_exc:
+                    if str(bucket_exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND:
+                        raise StorageError(f"S3 bucket {self.bucket!r} does not exist") from exc
+                    raise
+            raise
+        return ObjectInfo(
+            key=key,
+            size=response["ContentLength"],
+            etag=response.get("ETag", "").strip('"'),
+            last_modified=_utc(response["LastModified"]),
+            content_type=response.get("ContentType") or "binary/octet-stream",
+            cache_control=response.get("CacheControl"),
+            tier=Tier.from_s3_storage_class(response.get("StorageClass")),
+        )
+
+    async def put(
+        self,
+        key: str,
+        data: bytes | Path,
+        *,
+        content_type: str,
+        cache_control: str | None = None,
+        tier: Tier | None = None,
+    ) -> ObjectInfo:
+        full = self._full(key)
+        storage_class: StorageClassType = Tier(tier or Tier.STANDARD).s3_storage_class  # type: ignore[assignment]
+        extra: dict[str, Any] = {"ContentType": content_type, "StorageClass": storage_class}
+        if cache_control:
+            extra["CacheControl"] = cache_control
+
+        def blocking() -> None:
+            if isinstance(data, bytes):
+                self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
+                return
+            try:
+                with open(data, "rb") as body:
+                    self._client.put_object(Bucket=self.bucket, Key=full, Body=body, **extra)
+            except OSError as exc:
+                raise StorageError(f"cannot put {key!r}: cannot read {data}: {exc}") from exc
+
+        await self._call(key, "put", blocking)
+        return await self.head(key)
+
+    async def get(self, key: str) -> bytes:
+        full = self._full(key)
+
+        def blocking() -> bytes:
+            response = self._client.get_object(Bucket=self.bucket, Key=full)
+            with response["Body"] as body:
+                return body.read()
+
+        return await self._call(key, "get", blocking)
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.head(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    async def head(self, key: str) -> ObjectInfo:
+        self._full(key)
+        return await self._call(key, "head", lambda: self._head_blocking(key))
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        validate_prefix(prefix)
+        full_prefix = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full_prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self._call(
+                prefix, "list", functools.partial(self._client.list_objects_v2, **kwargs)
+            )
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=self._relative(item["Key"]),
+                    size=item["Size"],
+                    etag=item.get("ETag", "").strip('"'),
+                    last_modified=_utc(item["LastModified"]),
+                    content_type=None,
+                    cache_control=None,
+                    tier=Tier.from_s3_storage_class(item.get("StorageClass")),
+                )
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
+
+    async def delete(self, key: str) -> None:
+        full = self._full(key)
+        await self._call(
+            key, "delete", lambda: self._client.delete_object(Bucket=self.bucket, Key=full)
+        )
+
+    async def get_tier(self, key: str) -> Tier:
+        return (await self.head(key)).tier
+
+    async def set_tier(self, key: str, tier: Tier) -> None:
+        tier = Tier(tier)
+        full = self._full(key)
+        if await self.get_tier(key) == tier:
+            return  # S3 refuses a copy onto itself that changes nothing
+        storage_class: StorageClassType = tier.s3_storage_class  # type: ignore[assignment]
+        await self._call(
+            key,
+            "set_tier",
+            lambda: self._client.copy_object(
+                Bucket=self.bucket,
+                Key=full,
+                CopySource={"Bucket": self.bucket, "Key": full},
+                StorageClass=storage_class,
+                MetadataDirective="COPY",
+            ),
+        )
+        logger.info("object %s/%s moved to tier %s", self.bucket, full, tier.value)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._client.close)
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -71,3 +71,13 @@ STUN_REQUESTS = Counter(
 )
 for _result in ("answered", "ignored", "rate_limited"):
     STUN_REQUESTS.labels(_result)
+
+RECORDING_TRACKS = Gauge("sfu_recording_tracks", "Track segments being recorded, by kind", ["kind"])
+RECORDING_FRAMES_WRITTEN = Counter(
+    "sfu_recording_frames_written", "Encoded frames muxed into recordings, by kind", ["kind"]
+)
+RECORDING_PACKETS_DROPPED = Counter(
+    "sfu_recording_packets_dropped",
+    "RTP packets a recorder dropped because its queue was full (the writer fell behind)",
+    ["kind"],
+)

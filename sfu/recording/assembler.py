@@ -1,0 +1,205 @@
+"""RTP packets of one stream → complete encoded frames, with a small reorder window.
+
+Pure: no sockets, no clocks, no asyncio. Packets are grouped by RTP timestamp in sequence
+order, as aiortc's JitterBuffer does; a frame ends on the marker bit (or when the next packet
+carries another timestamp) and is depayloaded with aiortc's depayloaders (VP8: payload
+descriptor stripped; H.264: Annex-B NAL units). A missing packet is waited for while fewer than
+`window` newer packets have arrived (late NACK retransmissions land in that window); after
+that it is given up, the frame it belonged to is dropped and video waits for the next keyframe.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiortc.codecs.h264 import h264_depayload
+from aiortc.codecs.vpx import vp8_depayload
+
+from sfu.recording.bitstream import can_resync, is_keyframe
+
+logger = logging.getLogger(__name__)
+
+SEQ_MOD = 1 << 16
+MAX_JUMP = 3000  # a forward sequence jump larger than this is a restart, not loss
+AUDIO_START_HOLD = 16  # audio packets buffered before the first one is chosen
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    timestamp: int  # RTP timestamp (32 bits, not unwrapped)
+    data: bytes  # depayloaded: VP8 frame, H.264 Annex-B access unit, or one Opus packet
+    keyframe: bool
+    arrival: float  # arrival time (caller's clock) of the frame's first packet
+
+
+@dataclass(slots=True)
+class _Packet:
+    timestamp: int
+    marker: bool
+    payload: bytes
+    arrival: float
+
+
+@dataclass(slots=True)
+class AssemblerStats:
+    frames: int = 0
+    frames_dropped: int = 0  # incomplete, undecodable, or before the (next) keyframe
+    packets_lost: int = 0  # sequence numbers given up on
+    packets_late: int = 0  # duplicates and packets after their slot was given up
+
+
+def depayload(codec: str, payload: bytes) -> bytes:
+    if codec == "vp8":
+        return vp8_depayload(payload)
+    if codec == "h264":
+        return h264_depayload(payload)
+    return payload
+
+
+class FrameAssembler:
+    def __init__(self, codec: str, *, window: int = 100) -> None:
+        self.codec = codec
+        self.video = codec != "opus"
+        self.window = window
+        self.stats = AssemblerStats()
+        self.keyframe_needed = False
+        """Set when loss makes video wait for a keyframe; the owner asks for one and clears it."""
+        self._buffer: dict[int, _Packet] = {}
+        self._next = 0  # extended sequence number of the next packet to consume
+        self._highest = -1
+        self._current: list[_Packet] = []
+        self._floor = 0  # packets below this are late
+        self._started = False  # in sequence; False at the start and (video) after loss
+        self._waiting_keyframe = self.video
+
+    @property
+    def waiting_keyframe(self) -> bool:
+        return self._waiting_keyframe
+
+    def reset(self) -> None:
+        """Packets were lost outside the assembler (queue overflow): start over."""
+        if self._current:
+            self.stats.frames_dropped += 1
+        self._buffer.clear()
+        self._current = []
+        self._highest = -1
+        self._started = False
+        if self.video:
+            self._waiting_keyframe = True
+            self.keyframe_needed = True
+
+    def push(
+        self, seq: int, timestamp: int, marker: bool, payload: bytes, arrival: float = 0.0
+    ) -> list[Frame]:
+        """Add one packet; return the frames it completes, oldest first."""
+        if self._highest < 0:
+            ext = SEQ_MOD + seq  # headroom for packets slightly older than the first
+            self._highest = ext
+            self._floor = 0
+        else:
+            delta = (seq - self._highest + SEQ_MOD // 2) % SEQ_MOD - SEQ_MOD // 2
+            ext = self._highest + delta
+            if delta > MAX_JUMP:
+                self.reset()
+                return self.push(seq, timestamp, marker, payload, arrival)
+        if ext < self._floor or ext in self._buffer:
+            self.stats.packets_late += 1
+            return []
+        self._buffer[ext] = _Packet(timestamp, marker, payload, arrival)
+        self._highest = max(self._highest, ext)
+        frames: list[Frame] = []
+        self._drain(frames)
+        while self._started and self._buffer and self._highest - self._next >= self.window:
+            self._give_up(frames)
+        return frames
+
+    def flush(self) -> list[Frame]:
+        """End of stream: give up on every gap and return what completes."""
+        frames: list[Frame] = []
+        self._drain(frames, final=True)
+        while self._started and self._buffer:
+            self._give_up(frames)
+        if self._current:
+            if self._current[-1].marker or not self.video:
+                self._finish(frames)
+            else:
+                self.stats.frames_dropped += 1
+                self._current = []
+        return frames
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _start_point(self, final: bool) -> bool:
+        """Not in sequence (start, or video after loss): pick the packet to start from."""
+        if not self._buffer:
+            return False
+        if self.video:
+            starts = [e for e, p in self._buffer.items() if can_resync(self.codec, p.payload)]
+            if not starts:
+                for ext in [e for e in self._buffer if e <= self._highest - self.window]:
+                    del self._buffer[ext]
+                return False
+            first = min(starts)
+        else:
+            first = min(self._buffer)
+            if not final and self._highest - first < min(self.window, AUDIO_START_HOLD):
+                return False
+        for ext in [e for e in self._buffer if e < first]:
+            del self._buffer[ext]
+        self._next = self._floor = first
+        self._started = True
+        return True
+
+    def _give_up(self, frames: list[Frame]) -> None:
+        oldest = min(self._buffer)
+        self.stats.packets_lost += oldest - self._next
+        self._next = self._floor = oldest
+        if self.video:
+            if self._current:
+                self.stats.frames_dropped += 1
+                self._current = []
+            self._started = False
+            self._waiting_keyframe = True
+            self.keyframe_needed = True
+        self._drain(frames)
+
+    def _drain(self, frames: list[Frame], final: bool = False) -> None:
+        if not self._started and not self._start_point(final):
+            return
+        while self._next in self._buffer:
+            packet = self._buffer.pop(self._next)
+            self._next += 1
+            self._floor = self._next
+            if not self.video:
+                self._current = [packet]
+                self._finish(frames)
+                continue
+            if self._current and packet.timestamp != self._current[0].timestamp:
+                self._finish(frames)  # the previous frame's marker bit was missing
+            self._current.append(packet)
+            if packet.marker:
+                self._finish(frames)
+
+    def _finish(self, frames: list[Frame]) -> None:
+        packets, self._current = self._current, []
+        try:
+            data = b"".join(depayload(self.codec, p.payload) for p in packets)
+        except (ValueError, IndexError) as exc:
+            logger.debug("undepayloadable %s frame dropped: %s", self.codec, exc)
+            data = b""
+        if not data:
+            self.stats.frames_dropped += 1
+            if self.video:
+                self._started = False
+                self._waiting_keyframe = True
+                self.keyframe_needed = True
+            return
+        keyframe = is_keyframe(self.codec, data)
+        if self._waiting_keyframe:
+            if not keyframe:
+                self.stats.frames_dropped += 1
+                return
+            self._waiting_keyframe = False
+        self.stats.frames += 1
+        frames.append(Frame(packets[0].timestamp, data, keyframe, packets[0].arrival))

@@ -1,0 +1,229 @@
+"""A recording session: one Matroska file per track segment plus a JSON manifest.
+
+Layout: `<root>/<session_id>/manifest.json` and `<root>/<session_id>/tracks/
+<participant>-<source>-<segment>.mkv`. The manifest is rewritten atomically (temp file +
+os.replace) at every change, so a crash leaves the last consistent one with
+`status: "recording"`; `find_unfinished` lists those for the hand-off step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sfu import metrics
+from sfu.recording.recorder import TrackRecorder
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
+
+
+@dataclass(slots=True)
+class ParticipantEntry:
+    participant_id: str
+    user_id: str
+    name: str
+    role: str
+    joined_at_s: float
+    left_at_s: float | None = None
+
+
+@dataclass(slots=True)
+class TrackEntry:
+    track_id: str
+    participant_id: str
+    kind: str
+    source: str
+    codec: str
+    file: str  # relative to the session directory
+    start_s: float  # wall-clock offset from the session start of the file's first frame
+    end_s: float | None
+    segment: int
+
+
+@dataclass(slots=True)
+class SessionManifest:
+    session_id: str
+    room_id: str
+    started_at: str  # RFC 3339
+    ended_at: str | None = None
+    status: str = "recording"  # or "finalised"
+    participants: list[ParticipantEntry] = field(default_factory=list)
+    tracks: list[TrackEntry] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SessionManifest:
+        return cls(
+            session_id=str(data["session_id"]),
+            room_id=str(data["room_id"]),
+            started_at=str(data["started_at"]),
+            ended_at=data.get("ended_at"),
+            status=str(data["status"]),
+            participants=[ParticipantEntry(**p) for p in data.get("participants", [])],
+            tracks=[TrackEntry(**t) for t in data.get("tracks", [])],
+        )
+
+    def write(self, path: Path) -> None:
+        """Atomic: readers see the old or the new manifest, never a torn one."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+    @classmethod
+    def read(cls, path: Path) -> SessionManifest:
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def find_unfinished(root_dir: Path | str) -> list[SessionManifest]:
+    """Sessions a crash left in `status: "recording"` (unreadable manifests are skipped)."""
+    found: list[SessionManifest] = []
+    root = Path(root_dir)
+    if not root.is_dir():
+        return found
+    for path in sorted(root.glob(f"*/{MANIFEST}")):
+        try:
+            manifest = SessionManifest.read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("unreadable recording manifest %s: %s", path, exc)
+            continue
+        if manifest.status == "recording":
+            found.append(manifest)
+    return found
+
+
+class RecordingSession:
+    def __init__(
+        self,
+        root_dir: Path | str,
+        session_id: str,
+        room_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        recorder_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.dir = Path(root_dir) / session_id
+        (self.dir / "tracks").mkdir(parents=True, exist_ok=True)
+        self._clock = clock
+        self.started = clock()
+        self.manifest = SessionManifest(session_id, room_id, rfc3339(self.started))
+        self.recorders: dict[str, TrackRecorder] = {}
+        self._entries: dict[str, TrackEntry] = {}
+        self._recorder_options = recorder_options or {}
+        self._save()
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / MANIFEST
+
+    def _now_s(self) -> float:
+        return round(self._clock() - self.started, 3)
+
+    def _save(self) -> None:
+        self.manifest.write(self.manifest_path)
+
+    def participant_joined(self, participant_id: str, user_id: str, name: str, role: str) -> None:
+        self.manifest.participants.append(
+            ParticipantEntry(participant_id, user_id, name, role, self._now_s())
+        )
+        self._save()
+
+    def participant_left(self, participant_id: str) -> None:
+        for entry in self.manifest.participants:
+            if entry.participant_id == participant_id and entry.left_at_s is None:
+                entry.left_at_s = self._now_s()
+        self._save()
+
+    def track_started(
+        self,
+        track_id: str,
+        participant_id: str,
+        kind: str,
+        source: str,
+        codec: str,
+        *,
+        request_keyframe: Callable[[], None] | None = None,
+    ) -> TrackRecorder:
+        """Open a new segment and start its recorder (call from the event loop); the caller
+        appends `recorder.tap` to the fanout's taps."""
+        if track_id in self.recorders:
+            raise ValueError(f"track {track_id} is already being recorded")
+        segment = sum(
+            1
+            for t in self.manifest.tracks
+            if t.participant_id == participant_id and t.source == source
+        )
+        name = f"{_UNSAFE.sub('_', participant_id)}-{_UNSAFE.sub('_', source)}-{segment}.mkv"
+        entry = TrackEntry(
+            track_id=track_id,
+            participant_id=participant_id,
+            kind=kind,
+            source=source,
+            codec=codec,
+            file=f"tracks/{name}",
+            start_s=self._now_s(),
+            end_s=None,
+            segment=segment,
+        )
+
+        def first_frame(arrival: float) -> None:
+            entry.start_s = round(arrival - self.started, 3)
+            self._save()
+
+        recorder = TrackRecorder(
+            self.dir / entry.file,
+            codec,
+            request_keyframe=request_keyframe,
+            on_first_frame=first_frame,
+            clock=self._clock,
+            **self._recorder_options,
+        )
+        self.manifest.tracks.append(entry)
+        self.recorders[track_id] = recorder
+        self._entries[track_id] = entry
+        metrics.RECORDING_TRACKS.labels(recorder.kind).inc()
+        self._save()
+        recorder.start()
+        return recorder
+
+    async def track_ended(self, track_id: str) -> None:
+        """Close the segment's file; the caller removes `recorder.tap` from the fanout."""
+        recorder = self.recorders.pop(track_id, None)
+        entry = self._entries.pop(track_id, None)
+        if recorder is None or entry is None:
+            return
+        end = self._now_s()
+        await recorder.close()
+        metrics.RECORDING_TRACKS.labels(recorder.kind).dec()
+        entry.end_s = end
+        self._save()
+
+    async def finalise(self) -> None:
+        """Close every open segment and mark the session finalised. Idempotent."""
+        if self.manifest.status == "finalised":
+            return
+        await asyncio.gather(*(self.track_ended(t) for t in list(self.recorders)))
+        now = self._now_s()
+        for entry in self.manifest.participants:
+            if entry.left_at_s is None:
+                entry.left_at_s = now
+        self.manifest.ended_at = rfc3339(self._clock())
+        self.manifest.status = "finalised"
+        self._save()

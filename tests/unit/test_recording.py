@@ -1,0 +1,349 @@
+"""Recorder: RTP from real pre-encoded clips → Matroska files, decoded back with PyAV."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+from aiortc.codecs.h264 import H264Encoder
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+
+from sfu.client.media import Clip, Codec, get_clip, load_clip
+from sfu.recording import FrameAssembler, RecordingSession, TrackRecorder, find_unfinished
+from sfu.recording.bitstream import frame_dimensions
+from sfu.recording.session import SessionManifest
+
+CODECS = {
+    "vp8": RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
+    "h264": RTCRtpCodecParameters(mimeType="video/H264", clockRate=90000, payloadType=102),
+    "opus": RTCRtpCodecParameters(
+        mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111
+    ),
+}
+
+
+def clip_of(codec: Codec, seconds: float = 2) -> Clip:
+    return load_clip(get_clip(codec, seconds=seconds))
+
+
+def packetize(clip: Clip, *, seq0: int = 65000, ts0: int = 4294960000) -> list[RtpPacket]:
+    """aiortc's own packetizers; sequence numbers and timestamps wrap on purpose."""
+    encoder: Vp8Encoder | H264Encoder | None = None
+    if clip.codec == "vp8":
+        encoder = Vp8Encoder()
+    elif clip.codec == "h264":
+        encoder = H264Encoder()
+    packets: list[RtpPacket] = []
+    seq = seq0
+    for unit in clip.units:
+        if encoder is None:
+            payloads, ts = [unit.data], unit.pts_ticks
+        else:
+            pkt = av.Packet(unit.data)
+            pkt.pts = unit.pts_ticks
+            pkt.time_base = fractions.Fraction(1, clip.clock_rate)
+            payloads, ts = encoder.pack(pkt)
+        for i, payload in enumerate(payloads):
+            packets.append(
+                RtpPacket(
+                    payload_type=CODECS[clip.codec].payloadType or 0,
+                    marker=int(i == len(payloads) - 1),
+                    sequence_number=seq & 0xFFFF,
+                    timestamp=(ts0 + ts) & 0xFFFFFFFF,
+                    ssrc=1234,
+                    payload=payload,
+                )
+            )
+            seq += 1
+    return packets
+
+
+def shuffle_within(packets: list[RtpPacket], window: int, seed: int = 7) -> list[RtpPacket]:
+    rng = random.Random(seed)
+    keyed = [(i + rng.uniform(0, window), p) for i, p in enumerate(packets)]
+    return [p for _, p in sorted(keyed, key=lambda kp: kp[0])]
+
+
+def decode(path: Path) -> tuple[list[av.VideoFrame | av.AudioFrame], float]:
+    with av.open(str(path)) as container:
+        stream = container.streams[0]
+        frames = list(container.decode(stream))
+        assert frames, "nothing decoded"
+        tb = frames[0].time_base
+        assert tb is not None
+        last = frames[-1]
+        assert last.pts is not None and frames[0].pts is not None
+        span = float((last.pts - frames[0].pts) * tb)
+        return frames, span
+
+
+# -- bitstream -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_keyframe_dimensions(codec: Codec) -> None:
+    clip = clip_of(codec)
+    assert frame_dimensions(codec, clip.units[0].data) == (clip.width, clip.height)
+
+
+# -- assembler -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264", "opus"])
+def test_assembler_reorders_within_window(codec: Codec) -> None:
+    clip = clip_of(codec)
+    packets = packetize(clip)
+    assembler = FrameAssembler(codec, window=100)
+    frames = []
+    for p in shuffle_within(packets, 20):
+        frames += assembler.push(p.sequence_number, p.timestamp, bool(p.marker), p.payload)
+    frames += assembler.flush()
+    assert len(frames) == len(clip.units)
+    assert [f.keyframe for f in frames] == [u.keyframe for u in clip.units]
+    if codec != "h264":  # H.264 comes back with 4-byte start codes
+        assert [f.data for f in frames] == [u.data for u in clip.units]
+    assert assembler.stats.packets_lost == 0
+
+
+def test_assembler_loss_drops_until_next_keyframe() -> None:
+    clip = clip_of("vp8", seconds=4)  # keyframes at 0, 60
+    packets = packetize(clip)
+    lost_frame_ts = (packets[0].timestamp + 10 * clip.frame_ticks) & 0xFFFFFFFF
+    victims = [p for p in packets if p.timestamp == lost_frame_ts]
+    survivors = [p for p in packets if p is not victims[0]]
+    assembler = FrameAssembler("vp8", window=50)
+    frames = []
+    for p in survivors:
+        frames += assembler.push(p.sequence_number, p.timestamp, bool(p.marker), p.payload)
+    frames += assembler.flush()
+    assert assembler.keyframe_needed
+    assert assembler.stats.packets_lost == 1
+    assert len(frames) == 10 + (len(clip.units) - 60)
+    assert (
+        frames[10].keyframe
+        and frames[10].timestamp == (packets[0].timestamp + 60 * 3000) & 0xFFFFFFFF
+    )
+
+
+def test_assembler_late_retransmission_fills_gap() -> None:
+    clip = clip_of("h264")
+    packets = packetize(clip)
+    held = packets[30]
+    order = packets[:30] + packets[31:80] + [held] + packets[80:]
+    assembler = FrameAssembler("h264", window=100)
+    frames = []
+    for p in [*order, held]:  # a duplicate at the end is ignored
+        frames += assembler.push(p.sequence_number, p.timestamp, bool(p.marker), p.payload)
+    assert len(frames) == len(clip.units)
+    assert assembler.stats.packets_late == 1
+
+
+# -- recorder --------------------------------------------------------------------------------
+
+
+async def record(path: Path, codec: Codec, packets: list[RtpPacket]) -> TrackRecorder:
+    asked: list[int] = []
+    recorder = TrackRecorder(path, codec, request_keyframe=lambda: asked.append(1))
+    recorder.start()
+    assert asked or codec == "opus"
+    for i, p in enumerate(packets):
+        recorder.tap(p, CODECS[codec])
+        if i % 50 == 0:
+            await asyncio.sleep(0)
+    await recorder.close()
+    await recorder.close()  # idempotent
+    return recorder
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264", "opus"])
+async def test_recorder_writes_decodable_file(tmp_path: Path, codec: Codec) -> None:
+    clip = clip_of(codec)
+    path = tmp_path / f"t.{codec}.mkv"
+    recorder = await record(path, codec, shuffle_within(packetize(clip), 10))
+    assert recorder.frames_written == len(clip.units)
+    frames, span = decode(path)
+    expected_span = (len(clip.units) - 1) * clip.frame_interval_s
+    if codec == "opus":
+        samples = sum(f.samples for f in frames)  # type: ignore[union-attr]
+        assert abs(samples / 48000 - clip.duration_s) < 0.03
+    else:
+        assert len(frames) == len(clip.units)
+        assert (frames[0].width, frames[0].height) == (clip.width, clip.height)  # type: ignore[union-attr]
+    assert abs(span - expected_span) < 0.03
+    with av.open(str(path)) as container:
+        assert container.duration is not None
+        assert abs(container.duration / 1e6 - clip.duration_s) < 0.1
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+async def test_recorder_with_loss_starts_on_keyframe(tmp_path: Path, codec: Codec) -> None:
+    clip = clip_of(codec, seconds=4)
+    packets = packetize(clip)
+    first_kf = packets[0].timestamp
+    # Lose a packet in the first keyframe and one in frame 70: the file starts at frame 60.
+    drop = {id(next(p for p in packets if p.timestamp == first_kf))}
+    drop.add(
+        id(
+            next(
+                p for p in packets if p.timestamp == (first_kf + 70 * clip.frame_ticks) & 0xFFFFFFFF
+            )
+        )
+    )
+    survivors = [p for p in packets if id(p) not in drop]
+    path = tmp_path / "lossy.mkv"
+    recorder = await record(path, codec, shuffle_within(survivors, 5))
+    frames, _ = decode(path)
+    assert len(frames) == 10  # frames 60-69; frame 70 is incomplete and no keyframe follows
+    assert frames[0].key_frame
+    assert recorder.stats["packets_lost"] == 1  # the skipped start is not counted as loss
+
+
+async def test_tap_never_blocks_on_a_stalled_writer(tmp_path: Path) -> None:
+    clip = clip_of("vp8")
+    packets = packetize(clip)
+    recorder = TrackRecorder(tmp_path / "s.mkv", "vp8", queue_limit=500)
+    recorder.start()  # the writer task cannot run: this coroutine never yields below
+    codec = CODECS["vp8"]
+    started = time.perf_counter()
+    for i in range(10_000):
+        recorder.tap(packets[i % len(packets)], codec)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5, elapsed
+    assert recorder.packets_dropped == 10_000 - 500
+    await asyncio.wait_for(recorder.close(), 10)
+
+
+_CHILD = """
+import sys, time
+from pathlib import Path
+from sfu.client.media import load_clip
+from sfu.recording.assembler import Frame
+from sfu.recording.writer import MatroskaWriter
+clip = load_clip(sys.argv[1])
+writer = MatroskaWriter(Path(sys.argv[2]), clip.codec, cluster_ms=500)
+n = 0
+while True:
+    for unit in clip.units:
+        ts = n * clip.frame_ticks
+        writer.write(Frame(ts & 0xFFFFFFFF, unit.data, unit.keyframe, 0.0))
+        n += 1
+        if n % 10 == 0:
+            print(n, flush=True)
+        time.sleep(0.002)
+"""
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264", "opus"])
+def test_sigkilled_writer_leaves_readable_file(tmp_path: Path, codec: Codec) -> None:
+    clip_path = get_clip(codec, seconds=2)
+    out = tmp_path / "killed.mkv"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(clip_path), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    written = 0
+    try:
+        assert child.stdout is not None
+        deadline = time.monotonic() + 60
+        while written < 200 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            written = int(line)
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+    assert written >= 200
+    frames, _ = decode(out)
+    # At most the open cluster (500 ms) plus what was written after the last report is lost.
+    frame_s = load_clip(clip_path).frame_interval_s
+    assert len(frames) >= written - 0.6 / frame_s - 10
+    if codec != "opus":
+        assert frames[0].key_frame
+
+
+# -- session and manifest --------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_session_manifest_and_segments(tmp_path: Path) -> None:
+    clock = FakeClock()
+    session = RecordingSession(tmp_path, "sess1", "room1", clock=clock)
+    manifest_path = tmp_path / "sess1" / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    assert data["status"] == "recording" and data["started_at"] == "2023-11-14T22:13:20.000Z"
+    assert [m.session_id for m in find_unfinished(tmp_path)] == ["sess1"]
+
+    session.participant_joined("p1", "u1", "Ann", "host")
+    clock.now += 2
+    clip = clip_of("vp8")
+    for segment in range(2):
+        rec = session.track_started(f"t{segment}", "p1", "video", "screen", "vp8")
+        clock.now += 1
+        for p in packetize(clip):
+            rec.tap(p, CODECS["vp8"])
+        clock.now += 3
+        await session.track_ended(f"t{segment}")
+        clock.now += 1
+    session.participant_left("p1")
+    await session.finalise()
+    await session.finalise()
+
+    data = json.loads(manifest_path.read_text())
+    assert data["status"] == "finalised" and data["ended_at"] is not None
+    assert data["participants"] == [
+        {
+            "participant_id": "p1",
+            "user_id": "u1",
+            "name": "Ann",
+            "role": "host",
+            "joined_at_s": 0.0,
+            "left_at_s": 12.0,
+        }
+    ]
+    tracks = data["tracks"]
+    assert [t["segment"] for t in tracks] == [0, 1]
+    assert [t["file"] for t in tracks] == ["tracks/p1-screen-0.mkv", "tracks/p1-screen-1.mkv"]
+    # The first frame arrived one second after track_started; the segment ended 3 s later.
+    assert [(t["start_s"], t["end_s"]) for t in tracks] == [(3.0, 6.0), (8.0, 11.0)]
+    for t in tracks:
+        frames, _ = decode(tmp_path / "sess1" / t["file"])
+        assert len(frames) == len(clip.units)
+    assert find_unfinished(tmp_path) == []
+    assert [p.name for p in (tmp_path / "sess1").iterdir() if p.name.startswith(".")] == []
+    assert SessionManifest.read(manifest_path).tracks[1].segment == 1
+
+
+def test_manifest_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "manifest.json"
+    manifest = SessionManifest("s", "r", "2024-01-01T00:00:00.000Z")
+    manifest.write(path)
+    before = path.read_text()
+
+    def broken_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("sfu.recording.session.os.replace", broken_replace)
+    manifest.status = "finalised"
+    with pytest.raises(OSError):
+        manifest.write(path)
+    assert path.read_text() == before  # the old manifest is intact, never half-written
+    assert json.loads(before)["status"] == "recording"

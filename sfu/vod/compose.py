@@ -1,0 +1,259 @@
+"""Compose a recorded session into one programme: canvas frames at a fixed rate, mixed audio.
+
+Each track file is decoded with PyAV and placed on the programme timeline at its `start_s`
+(its own timestamps are taken relative to its first frame). Video is held over gaps for at most
+`HOLD_S`; audio gaps become silence. Audio is resampled to 48 kHz stereo float and summed with
+clipping. `programme()` yields video and audio events interleaved in time order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+from sfu.vod.layout import Rect, build_timeline, fit, layout_at, slots
+from sfu.vod.manifest import Manifest, Track
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 48000
+AUDIO_CHUNK = 1024  # one AAC frame
+HOLD_S = 2.0  # a video track that lost frames freezes this long, then shows the placeholder
+GAP_TOLERANCE_S = 0.02  # audio timestamp jitter absorbed without inserting silence
+PLACEHOLDER_RGB = (32, 32, 32)
+
+FloatArray = npt.NDArray[np.float32]
+ByteArray = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True, slots=True)
+class VideoEvent:
+    index: int  # frame number at the programme frame rate
+    frame: av.VideoFrame  # rgb24, canvas size
+
+
+@dataclass(frozen=True, slots=True)
+class AudioEvent:
+    offset: int  # first sample, at AUDIO_RATE
+    samples: FloatArray  # shape (2, n), float32 in [-1, 1]
+
+
+def _decode(path: Path, kind: str) -> Generator[tuple[float, av.VideoFrame | av.AudioFrame]]:
+    """(seconds since the file's first frame, frame) for every decodable frame of `path`."""
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        log.warning("vod: cannot open track %s: %s", path, exc)
+        return
+    with container:
+        streams = container.streams.video if kind == "video" else container.streams.audio
+        if not streams:
+            log.warning("vod: %s has no %s stream", path, kind)
+            return
+        first: float | None = None
+        try:
+            for frame in container.decode(streams[0]):
+                if not isinstance(frame, av.VideoFrame | av.AudioFrame) or frame.time is None:
+                    continue
+                if first is None:
+                    first = float(frame.time)
+                yield float(frame.time) - first, frame
+        except av.FFmpegError as exc:
+            log.warning("vod: %s decode stopped early: %s", path, exc)
+
+
+class VideoTrackReader:
+    """The picture of one video track at monotonically increasing programme times."""
+
+    def __init__(self, path: Path, track: Track) -> None:
+        self._path = path
+        self._track = track
+        self._frames: Generator[tuple[float, av.VideoFrame | av.AudioFrame]] | None = None
+        self._current: tuple[float, av.VideoFrame] | None = None
+        self._pending: tuple[float, av.VideoFrame] | None = None
+        self._done = False
+        self._scaled: tuple[int, int, int, ByteArray] | None = None  # (id, w, h, pixels)
+
+    def _next(self) -> tuple[float, av.VideoFrame] | None:
+        if self._frames is None:
+            self._frames = _decode(self._path, "video")
+        for rel, frame in self._frames:
+            if isinstance(frame, av.VideoFrame):
+                return self._track.start_s + rel, frame
+        self._done = True
+        return None
+
+    def frame_at(self, t: float) -> av.VideoFrame | None:
+        if t < self._track.start_s - 1e-6 or t > self._track.end_s + 1e-6:
+            if t > self._track.end_s:
+                self.close()
+            return None
+        # each iteration consumes one decoded frame, so this ends with the file
+        while not self._done:
+            if self._pending is None:
+                self._pending = self._next()
+                if self._pending is None:
+                    break
+            if self._pending[0] > t + 1e-6:
+                break
+            self._current, self._pending = self._pending, None
+        if self._current is None or t - self._current[0] > HOLD_S:
+            return None
+        return self._current[1]
+
+    def pixels(self, t: float, rect: Rect) -> tuple[Rect, ByteArray] | None:
+        frame = self.frame_at(t)
+        if frame is None:
+            return None
+        box = fit(frame.width, frame.height, rect)
+        cached = self._scaled
+        if cached is None or cached[:3] != (id(frame), box.w, box.h):
+            rgb: ByteArray = np.asarray(
+                frame.reformat(width=box.w, height=box.h, format="rgb24").to_ndarray(),
+                dtype=np.uint8,
+            )
+            self._scaled = cached = (id(frame), box.w, box.h, rgb)
+        return box, cached[3]
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+        self._frames = None
+        self._done = True
+        self._current = self._pending = None
+        self._scaled = None
+
+
+class AudioTrackReader:
+    """48 kHz stereo float samples of one audio track, read at increasing programme offsets."""
+
+    def __init__(self, path: Path, track: Track) -> None:
+        self._path = path
+        self._track = track
+        self._start = round(track.start_s * AUDIO_RATE)
+        self._end = round(track.end_s * AUDIO_RATE)
+        self._frames: Generator[tuple[float, av.VideoFrame | av.AudioFrame]] | None = None
+        self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        self._buf: FloatArray = np.zeros((2, 0), dtype=np.float32)
+        self._buf_start = self._start  # programme sample index of self._buf[:, 0]
+        self._done = False
+
+    def _append(self, pos: int, data: FloatArray) -> None:
+        buf_end = self._buf_start + self._buf.shape[1]
+        if pos > buf_end + GAP_TOLERANCE_S * AUDIO_RATE:
+            gap = np.zeros((2, pos - buf_end), dtype=np.float32)
+            self._buf = np.concatenate([self._buf, gap, data], axis=1)
+        elif pos < buf_end - GAP_TOLERANCE_S * AUDIO_RATE:
+            overlap = buf_end - pos
+            if overlap < data.shape[1]:
+                self._buf = np.concatenate([self._buf, data[:, overlap:]], axis=1)
+        else:
+            self._buf = np.concatenate([self._buf, data], axis=1)
+
+    def _pull(self) -> bool:
+        """Decode one more frame into the buffer; False once the file is exhausted."""
+        if self._frames is None:
+            self._frames = _decode(self._path, "audio")
+        for rel, frame in self._frames:
+            if not isinstance(frame, av.AudioFrame):
+                continue
+            pos = self._start + round(rel * AUDIO_RATE)
+            for i, out in enumerate(self._resampler.resample(frame)):
+                data = out.to_ndarray().astype(np.float32, copy=False)
+                self._append(pos if i == 0 else self._buf_start + self._buf.shape[1], data)
+            return True
+        for out in self._resampler.resample(None):
+            data = out.to_ndarray().astype(np.float32, copy=False)
+            self._append(self._buf_start + self._buf.shape[1], data)
+        self._done = True
+        return False
+
+    def read(self, offset: int, n: int) -> FloatArray | None:
+        """Samples [offset, offset + n) of this track, or None when it is silent there."""
+        if offset >= self._end:
+            self.close()
+            return None
+        if offset + n <= self._start:
+            return None
+        # each pull consumes one decoded frame, so this ends with the file
+        while not self._done and self._buf_start + self._buf.shape[1] < offset + n:
+            self._pull()
+        out = np.zeros((2, n), dtype=np.float32)
+        lo = max(offset, self._buf_start)
+        hi = min(offset + n, self._buf_start + self._buf.shape[1], self._end)
+        if hi > lo:
+            out[:, lo - offset : hi - offset] = self._buf[
+                :, lo - self._buf_start : hi - self._buf_start
+            ]
+        drop = max(0, min(offset + n, self._buf_start + self._buf.shape[1]) - self._buf_start)
+        self._buf = self._buf[:, drop:]
+        self._buf_start += drop
+        return out
+
+    def close(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+        self._frames = None
+        self._done = True
+        self._buf = np.zeros((2, 0), dtype=np.float32)
+
+
+def programme(
+    manifest: Manifest, session_dir: Path, width: int, height: int, fps: int
+) -> Iterator[VideoEvent | AudioEvent]:
+    """The composed programme, video frames and audio chunks interleaved in time order."""
+    duration = manifest.duration_s
+    n_frames = max(1, round(duration * fps))
+    n_samples = round(duration * AUDIO_RATE)
+    timeline = build_timeline(manifest)
+    video = {
+        t.track_id: VideoTrackReader(session_dir / t.file, t)
+        for t in manifest.tracks
+        if t.kind == "video"
+    }
+    audio = [
+        AudioTrackReader(session_dir / t.file, t)
+        for t in manifest.tracks
+        if t.kind == "audio" and manifest.role_of(t) in ("mentor", "mentee")
+    ]
+    offset = 0
+    try:
+        for index in range(n_frames):
+            t = index / fps
+            canvas = np.zeros((height, width, 3), dtype=np.uint8)
+            for slot in slots(layout_at(timeline, t), width, height):
+                reader = video.get(slot.track_id) if slot.track_id else None
+                placed = reader.pixels(t, slot.rect) if reader else None
+                r = slot.rect
+                if placed is None:
+                    canvas[r.y + 2 : r.y + r.h - 2, r.x + 2 : r.x + r.w - 2] = PLACEHOLDER_RGB
+                    continue
+                box, pixels = placed
+                canvas[box.y : box.y + box.h, box.x : box.x + box.w] = pixels
+            yield VideoEvent(index, av.VideoFrame.from_ndarray(canvas, format="rgb24"))
+            target = min(n_samples, round((index + 1) * AUDIO_RATE / fps))
+            if index == n_frames - 1:
+                target = n_samples
+            for _ in range(target // AUDIO_CHUNK + 2):
+                if offset >= target or (target - offset < AUDIO_CHUNK and target < n_samples):
+                    break
+                n = min(AUDIO_CHUNK, n_samples - offset)
+                mix = np.zeros((2, n), dtype=np.float32)
+                for reader_a in audio:
+                    part = reader_a.read(offset, n)
+                    if part is not None:
+                        mix += part
+                np.clip(mix, -1.0, 1.0, out=mix)
+                yield AudioEvent(offset, mix)
+                offset += n
+    finally:
+        for v in video.values():
+            v.close()
+        for a in audio:
+            a.close()

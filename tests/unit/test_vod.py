@@ -1,0 +1,379 @@
+"""sfu.vod: layout timeline (pure) and a full render of a tiny synthetic session, decoded back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from sfu.vod import (
+    LayoutKind,
+    ManifestError,
+    RenderResult,
+    Rendition,
+    build_timeline,
+    parse_manifest,
+    render_session,
+)
+from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
+
+SESSION_S = 6.0
+MENTOR_RGB = (210, 40, 40)
+MENTEE_RGB = (40, 40, 210)
+SCREEN_RGB = (40, 200, 40)
+SCREEN_ON = (2.0, 3.6)
+MENTEE_AUDIO_START = 1.5
+
+
+def _participants() -> list[dict[str, Any]]:
+    return [
+        {"participant_id": "p-mentor", "user_id": "u1", "name": "Kim", "role": "mentor",
+         "joined_at_s": 0.0, "left_at_s": SESSION_S},
+        {"participant_id": "p-mentee", "user_id": "u2", "name": "Lee", "role": "mentee",
+         "joined_at_s": 0.5, "left_at_s": SESSION_S},
+    ]  # fmt: skip
+
+
+def _track(tid: str, pid: str, kind: str, source: str, start: float, end: float) -> dict[str, Any]:
+    codec = "opus" if kind == "audio" else "vp8"
+    return {
+        "track_id": tid,
+        "participant_id": pid,
+        "kind": kind,
+        "source": source,
+        "codec": codec,
+        "file": f"tracks/{tid}.mkv",
+        "start_s": start,
+        "end_s": end,
+        "segment": 0,
+    }
+
+
+def _manifest(tracks: list[dict[str, Any]], duration: float = SESSION_S) -> dict[str, Any]:
+    return {
+        "session_id": "sess-1",
+        "room_id": "room-1",
+        "started_at": "2025-01-02T03:04:05Z",
+        "ended_at": f"2025-01-02T03:04:{5 + duration:06.3f}Z",
+        "status": "finalised",
+        "participants": _participants(),
+        "tracks": tracks,
+    }
+
+
+# -- layout timeline (no media) ---------------------------------------------------------------
+
+
+def test_timeline_side_by_side_then_share_then_back() -> None:
+    m = parse_manifest(
+        _manifest(
+            [
+                _track("cam-a", "p-mentor", "video", "camera", 0.0, 6.0),
+                _track("cam-b", "p-mentee", "video", "camera", 0.5, 5.0),
+                _track("scr-1", "p-mentor", "video", "screen", 2.0, 3.0),
+                _track("scr-2", "p-mentee", "video", "screen", 4.0, 4.5),
+                _track("mic-a", "p-mentor", "audio", "microphone", 0.0, 6.0),
+            ]
+        )
+    )
+    tl = build_timeline(m)
+    got = [(iv.t0, iv.t1, iv.layout) for iv in tl]
+    sbs = LayoutKind.SIDE_BY_SIDE
+    assert got == [
+        (0.0, 0.5, Layout(sbs, "cam-a", None)),
+        (0.5, 2.0, Layout(sbs, "cam-a", "cam-b")),
+        (2.0, 3.0, Layout(LayoutKind.SCREEN, "cam-a", "cam-b", "scr-1")),
+        (3.0, 4.0, Layout(sbs, "cam-a", "cam-b")),
+        (4.0, 4.5, Layout(LayoutKind.SCREEN, "cam-a", "cam-b", "scr-2")),
+        (4.5, 5.0, Layout(sbs, "cam-a", "cam-b")),
+        (5.0, 6.0, Layout(sbs, "cam-a", None)),
+    ]
+    assert layout_at(tl, 2.5).screen == "scr-1"
+    assert layout_at(tl, 0.1).mentee is None
+    assert layout_at(tl, 99.0) == tl[-1].layout
+
+
+def test_timeline_camera_segments_and_clipping() -> None:
+    m = parse_manifest(
+        _manifest(
+            [
+                _track("cam-1", "p-mentee", "video", "camera", -0.2, 2.0),
+                _track("cam-2", "p-mentee", "video", "camera", 2.0, 9.0),
+            ]
+        )
+    )
+    tl = build_timeline(m)
+    assert [(iv.t0, iv.t1, iv.layout.mentee) for iv in tl] == [
+        (0.0, 2.0, "cam-1"),
+        (2.0, 6.0, "cam-2"),
+    ]
+    assert all(iv.layout.mentor is None for iv in tl)
+
+
+def test_slots_and_fit() -> None:
+    side = slots(Layout(LayoutKind.SIDE_BY_SIDE, "a", "b"), 1280, 720)
+    assert [(s.name, s.track_id, s.rect) for s in side] == [
+        ("mentor", "a", Rect(0, 0, 640, 720)),
+        ("mentee", "b", Rect(640, 0, 640, 720)),
+    ]
+    share = slots(Layout(LayoutKind.SCREEN, "a", "b", "s"), 1280, 720)
+    assert [s.rect for s in share] == [
+        Rect(0, 0, 960, 720),
+        Rect(960, 0, 320, 360),
+        Rect(960, 360, 320, 360),
+    ]
+    assert fit(320, 240, Rect(0, 0, 640, 720)) == Rect(0, 120, 640, 480)
+    assert fit(1920, 1080, Rect(0, 0, 960, 720)) == Rect(0, 90, 960, 540)
+
+
+def test_manifest_rejects_bad_input() -> None:
+    bad = _manifest([_track("x", "p-mentor", "video", "camera", 0, 1)])
+    bad["tracks"][0]["file"] = "../../etc/passwd"
+    with pytest.raises(ManifestError):
+        parse_manifest(bad)
+    bad = _manifest([])
+    bad["participants"][0]["role"] = "admin"
+    with pytest.raises(ManifestError):
+        parse_manifest(bad)
+    with pytest.raises(ManifestError):
+        parse_manifest({"session_id": "x"})
+
+
+# -- synthetic media ----------------------------------------------------------------------------
+
+
+def _write_video(path: Path, rgb: tuple[int, int, int], seconds: float, drop: range) -> None:
+    fps = 15
+    with av.open(str(path), "w", format="matroska") as c:
+        s = c.add_stream("libvpx", rate=fps)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.bit_rate = 300_000
+        for i in range(round(seconds * fps)):
+            if i in drop:  # lost frames: a gap in the timestamps
+                continue
+            img = np.empty((240, 320, 3), dtype=np.uint8)
+            img[:] = rgb
+            x = (i * 8) % 280
+            img[100:140, x : x + 40] = 255  # a moving white square
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            c.mux(s.encode(frame.reformat(format="yuv420p")))
+        c.mux(s.encode(None))
+
+
+def _write_tone(path: Path, hz: float, seconds: float) -> None:
+    with av.open(str(path), "w", format="matroska") as c:
+        s = c.add_stream("libopus", rate=48000, layout="mono")
+        s.bit_rate = 64_000
+        n = round(seconds * 48000)
+        tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(n) / 48000)).astype(np.float32)
+        for off in range(0, n - 959, 960):
+            frame = av.AudioFrame.from_ndarray(tone[None, off : off + 960], "flt", "mono")
+            frame.sample_rate, frame.pts = 48000, off
+            frame.time_base = Fraction(1, 48000)
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+
+
+@pytest.fixture(scope="module")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("session")
+    (root / "tracks").mkdir()
+    _write_video(root / "tracks/cam-a.mkv", MENTOR_RGB, 6.0, range(45, 50))
+    _write_video(root / "tracks/cam-b.mkv", MENTEE_RGB, 5.0, range(0))
+    _write_video(root / "tracks/scr-1.mkv", SCREEN_RGB, SCREEN_ON[1] - SCREEN_ON[0], range(0))
+    _write_tone(root / "tracks/mic-a.mkv", 440.0, 6.0)
+    _write_tone(root / "tracks/mic-b.mkv", 1000.0, SESSION_S - MENTEE_AUDIO_START)
+    tracks = [
+        _track("cam-a", "p-mentor", "video", "camera", 0.0, 6.0),
+        _track("cam-b", "p-mentee", "video", "camera", 0.5, 5.5),
+        _track("scr-1", "p-mentor", "video", "screen", *SCREEN_ON),
+        _track("mic-a", "p-mentor", "audio", "microphone", 0.0, 6.0),
+        _track("mic-b", "p-mentee", "audio", "microphone", MENTEE_AUDIO_START, SESSION_S),
+    ]
+    (root / "manifest.json").write_text(json.dumps(_manifest(tracks)))
+    return root
+
+
+@pytest.fixture(scope="module")
+def rendered(
+    session_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RenderResult, list[float]]:
+    out = tmp_path_factory.mktemp("out")
+    seen: list[float] = []
+    result = render_session(session_dir, out, progress=seen.append)
+    return out, result, seen
+
+
+def _decode_rendition(playlist: Path) -> tuple[list[tuple[float, np.ndarray]], np.ndarray, float]:
+    """(programme time, rgb frame) for every video frame, mono audio at 48 kHz from programme
+    time 0, and the audio's first timestamp relative to the first video frame."""
+    frames: list[tuple[float, np.ndarray]] = []
+    chunks: list[np.ndarray] = []
+    audio_t0: float | None = None
+    with av.open(str(playlist)) as c:
+        for frame in c.decode(c.streams.video[0], c.streams.audio[0]):
+            if isinstance(frame, av.VideoFrame):
+                frames.append((float(frame.time), frame.to_ndarray(format="rgb24")))
+            elif isinstance(frame, av.AudioFrame):
+                assert frame.sample_rate == 48000
+                if audio_t0 is None:
+                    audio_t0 = float(frame.time)
+                chunks.append(frame.to_ndarray().astype(np.float32).mean(axis=0))
+    assert frames and chunks and audio_t0 is not None
+    v0 = min(t for t, _ in frames)
+    frames = sorted(((t - v0, img) for t, img in frames), key=lambda x: x[0])
+    return frames, np.concatenate(chunks), audio_t0 - v0
+
+
+def _at(frames: list[tuple[float, np.ndarray]], t: float) -> np.ndarray:
+    return min(frames, key=lambda f: abs(f[0] - t))[1]
+
+
+def _mean(img: np.ndarray, x0: float, x1: float, y0: float = 0.3, y1: float = 0.7) -> np.ndarray:
+    h, w, _ = img.shape
+    region = img[int(h * y0) : int(h * y1), int(w * x0) : int(w * x1)].reshape(-1, 3)
+    return region.astype(np.float64).mean(axis=0)
+
+
+def _dominant(rgb: np.ndarray, channel: int) -> bool:
+    others = [rgb[i] for i in range(3) if i != channel]
+    return bool(rgb[channel] > 140 and all(rgb[channel] > o + 80 for o in others))
+
+
+def _tone(audio: np.ndarray, t0: float, t1: float, hz: float) -> float:
+    seg = audio[int(t0 * 48000) : int(t1 * 48000)].astype(np.float64)
+    n = np.arange(len(seg))
+    return float(abs(np.dot(seg, np.exp(-2j * np.pi * hz * n / 48000))) * 2 / len(seg))
+
+
+@pytest.mark.parametrize("name,size", [("720p", (1280, 720)), ("360p", (640, 360))])
+def test_rendition_picture_and_sound(
+    rendered: tuple[Path, RenderResult, list[float]], name: str, size: tuple[int, int]
+) -> None:
+    out, _, _ = rendered
+    frames, audio, audio_offset = _decode_rendition(out / name / "index.m3u8")
+    assert all(img.shape == (size[1], size[0], 3) for _, img in frames)
+    duration = frames[-1][0] + 1 / 25
+    assert abs(duration - SESSION_S) < 0.5, duration
+    assert len(frames) == round(SESSION_S * 25)
+    # before the share: mentor left (red), mentee right (blue); mentee not there yet at 0.2 s
+    early, before, share, after = (_at(frames, t) for t in (0.2, 1.0, 2.8, 4.5))
+    assert _dominant(_mean(early, 0.1, 0.4), 0)
+    assert _mean(early, 0.6, 0.9).max() < 60  # placeholder, dark
+    for img in (before, after):
+        assert _dominant(_mean(img, 0.05, 0.45), 0), _mean(img, 0.05, 0.45)
+        assert _dominant(_mean(img, 0.55, 0.95), 2), _mean(img, 0.55, 0.95)
+    # during the share: green fills the left three quarters, both cameras small on the right
+    assert _dominant(_mean(share, 0.05, 0.7, 0.1, 0.9), 1)
+    g = share.astype(np.int32)
+    green = (g[..., 1] > 140) & (g[..., 1] > g[..., 0] + 80) & (g[..., 1] > g[..., 2] + 80)
+    assert green.mean() > 0.6, green.mean()
+    assert _dominant(_mean(share, 0.8, 0.95, 0.2, 0.3), 0)  # mentor, small, top right
+    assert _dominant(_mean(share, 0.8, 0.95, 0.7, 0.8), 2)  # mentee, small, bottom right
+    # sound: both tones mixed, the mentee's starting at its start_s, in sync with the picture
+    assert abs(audio_offset) < 0.05, audio_offset
+    assert abs(len(audio) / 48000 - SESSION_S) < 0.5
+    assert float(np.sqrt(np.mean(audio**2))) > 0.05
+    assert _tone(audio, 0.2, 1.3, 440) > 0.05
+    assert _tone(audio, 0.2, 1.3, 1000) < 0.01
+    assert _tone(audio, 1.7, 5.5, 440) > 0.05
+    assert _tone(audio, 1.7, 5.5, 1000) > 0.05
+    assert _tone(audio, 1.3, 1.45, 1000) < 0.02 < _tone(audio, 1.55, 1.7, 1000)
+
+
+def test_playlists_and_segments(rendered: tuple[Path, RenderResult, list[float]]) -> None:
+    out, result, seen = rendered
+    master = (out / "master.m3u8").read_text()
+    entries = re.findall(r"#EXT-X-STREAM-INF:(.*)\n(.*)", master)
+    assert [uri for _, uri in entries] == ["720p/index.m3u8", "360p/index.m3u8"]
+    for (attrs, _), res, codecs in zip(
+        entries, ("1280x720", "640x360"), ("avc1.4d001f", "avc1.4d001e"), strict=True
+    ):
+        assert f"RESOLUTION={res}" in attrs
+        assert f'CODECS="{codecs},mp4a.40.2"' in attrs
+        assert int(re.search(r"BANDWIDTH=(\d+)", attrs).group(1)) > 0  # type: ignore[union-attr]
+    for info in result.renditions:
+        assert len(info.segments) >= 2
+        assert all(4.0 <= d <= 6.0 for d in info.segment_durations[:-1])
+        assert abs(sum(info.segment_durations) - SESSION_S) < 0.5
+        for seg in info.segments:
+            with av.open(str(out / seg)) as c:  # every segment opens on a keyframe
+                first = next(c.demux(c.streams.video[0]))
+                assert first.is_keyframe
+    with av.open(str(out / "master.m3u8")) as c:
+        heights = sorted({s.height for s in c.streams.video})
+    assert heights == [360, 720]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == list(
+        result.files
+    )
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) == round(SESSION_S * 25)
+
+
+def test_metadata(rendered: tuple[Path, RenderResult, list[float]]) -> None:
+    out, _, _ = rendered
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["session_id"] == "sess-1" and meta["room_id"] == "room-1"
+    assert meta["started_at"] == "2025-01-02T03:04:05Z"
+    assert meta["ended_at"] == "2025-01-02T03:04:11.000Z"
+    assert meta["duration_s"] == SESSION_S
+    assert [(p["participant_id"], p["role"]) for p in meta["participants"]] == [
+        ("p-mentor", "mentor"),
+        ("p-mentee", "mentee"),
+    ]
+    assert [(r["name"], r["width"], r["height"], r["playlist"]) for r in meta["renditions"]] == [
+        ("720p", 1280, 720, "720p/index.m3u8"),
+        ("360p", 640, 360, "360p/index.m3u8"),
+    ]
+    scr = next(t for t in meta["tracks"] if t["track_id"] == "scr-1")
+    assert scr == {
+        "track_id": "scr-1",
+        "participant_id": "p-mentor",
+        "role": "mentor",
+        "source": "screen",
+        "kind": "video",
+        "codec": "vp8",
+        "file": "tracks/scr-1.mkv",
+        "start_s": SCREEN_ON[0],
+        "end_s": SCREEN_ON[1],
+    }
+    assert len(meta["tracks"]) == 5
+
+
+def test_rendering_twice_is_byte_identical(
+    session_dir: Path,
+    rendered: tuple[Path, RenderResult, list[float]],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    out, result, _ = rendered
+    with caplog.at_level(logging.INFO, logger="sfu.vod"):
+        again = render_session(session_dir, tmp_path / "again")
+    assert again.files == result.files
+    for rel in result.files:
+        assert (tmp_path / "again" / rel).read_bytes() == (out / rel).read_bytes(), rel
+    percents = [m for m in caplog.messages if m.endswith("% done")]
+    assert len(percents) == 10 and percents[-1].endswith("100% done")
+
+
+def test_small_ladder_and_missing_track(session_dir: Path, tmp_path: Path) -> None:
+    """A custom ladder; a track whose file is missing renders as placeholder/silence."""
+    data = json.loads((session_dir / "manifest.json").read_text())
+    data["tracks"].append(_track("gone", "p-mentee", "audio", "microphone", 0.0, 6.0))
+    broken = tmp_path / "session"
+    broken.mkdir()
+    (broken / "tracks").symlink_to(session_dir / "tracks")
+    (broken / "manifest.json").write_text(json.dumps(data))
+    ladder = (Rendition("180p", 320, 180, 200_000, "2.1"),)
+    result = render_session(broken, tmp_path / "out", ladder=ladder)
+    assert [r.name for r in result.renditions] == ["180p"]
+    frames, audio, _ = _decode_rendition(tmp_path / "out" / "180p" / "index.m3u8")
+    assert frames[0][1].shape == (180, 320, 3)
+    assert _tone(audio, 0.2, 1.3, 440) > 0.05

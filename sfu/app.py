@@ -48,6 +48,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     app[MANAGER] = RoomManager(
         events=app[EVENTS],
         ice_servers=ice_servers(settings),
+        recordings_dir=Path(settings.data_dir) / "recordings",
         node_id=settings.node_id,
         ice=ice,
         max_rooms=settings.max_rooms,

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -106,6 +107,7 @@ def make_sfu(rtc_min: int, rtc_max: int, name: str = "sfu", **overrides: str) ->
             "SFU_REST_RATE_PER_IP": "1000",
             "SFU_REST_BURST_PER_IP": "1000",
             "SFU_WS_PER_IP": "200",
+            "SFU_DATA_DIR": tempfile.mkdtemp(prefix=f"{name}-data-"),
         }
     )
     env.update(overrides)

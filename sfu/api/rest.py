@@ -119,8 +119,9 @@ async def get_room(request: web.Request) -> web.Response:
 async def delete_room(request: web.Request) -> web.Response:
     _service(request)
     room_id = request.match_info["room_id"]
-    await request.app[MANAGER].delete(room_id, "deleted")
-    return web.json_response({"room_id": room_id, "recording": None})
+    room = await request.app[MANAGER].delete(room_id, "deleted")
+    recording = room.recording.to_json() if room.recording else None
+    return web.json_response({"room_id": room_id, "recording": recording})
 
 
 async def kick(request: web.Request) -> web.Response:

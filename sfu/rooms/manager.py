@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 from sfu import metrics
@@ -19,6 +20,7 @@ from sfu.ice.connection import IceConfig
 from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions
+from sfu.rooms.recording import OnFinalised
 from sfu.rooms.room import Room
 
 logger = logging.getLogger(__name__)
@@ -36,8 +38,12 @@ class RoomManager:
         ports: PortBudget,
         events: RoomEvents | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
+        recordings_dir: Path | None = None,
+        on_recording_finalised: OnFinalised | None = None,
     ) -> None:
         self.node_id = node_id
+        self.recordings_dir = recordings_dir
+        self.on_recording_finalised = on_recording_finalised
         self.ice_servers = ice_servers or []
         self.ice = ice
         self.max_rooms = max_rooms
@@ -65,6 +71,8 @@ class RoomManager:
             ports=self.ports,
             events=self.events,
             ice_servers=self.ice_servers,
+            recordings_dir=self.recordings_dir,
+            on_recording_finalised=self.on_recording_finalised,
             on_closed=self._closed,
         )
         self.rooms[room.room_id] = room

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sfu import metrics
@@ -19,6 +20,7 @@ from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions, Signal, rfc3339
 from sfu.rooms.participant import Participant
+from sfu.rooms.recording import OnFinalised, RoomRecording
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ class Room:
         events: RoomEvents,
         on_closed: Callable[[Room], None],
         ice_servers: list[dict[str, Any]] | None = None,
+        recordings_dir: Path | None = None,
+        on_recording_finalised: OnFinalised | None = None,
     ) -> None:
         self.options = options
         self.room_id = options.room_id
@@ -53,6 +57,11 @@ class Room:
         self._ports = ports
         self.events = events
         self.ice_servers = ice_servers or []
+        self.recording: RoomRecording | None = None
+        if options.record and recordings_dir is not None:
+            self.recording = RoomRecording(
+                recordings_dir, self.room_id, on_finalised=on_recording_finalised, log=self.log
+            )
         self._reservations: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._empty_timer: asyncio.TimerHandle | None = None
@@ -71,7 +80,7 @@ class Room:
             "node_id": self.node_id,
             "ws_url": self.ws_url,
             "participants": [p.to_json() for p in self.participants.values()],
-            "recording": None,
+            "recording": self.recording.to_json() if self.recording else None,
         }
 
     # -- membership -------------------------------------------------------------------------
@@ -100,6 +109,10 @@ class Room:
             )
             self._reservations[participant.participant_id] = reserved
             self.participants[participant.participant_id] = participant
+            if self.recording is not None:
+                self.recording.joined(
+                    participant.participant_id, grant.user_id, grant.name, grant.role
+                )
             metrics.PARTICIPANTS.labels(participant.role).inc()
             self._cancel_empty_timer()
         participant.log.info("joined as %s (user %s)", participant.role, participant.user_id)
@@ -138,6 +151,8 @@ class Room:
         tracks = await participant.close()
         for track in tracks:
             await self._track_gone(participant, track)
+        if self.recording is not None:
+            self.recording.left(participant.participant_id)
         with contextlib.suppress(ConnectionError):
             await participant.signal.close(reason)
         participant.log.info("left (%s)", reason.code if reason else "normal")
@@ -157,6 +172,8 @@ class Room:
 
     async def published(self, owner: Participant, track: PublishedTrack) -> None:
         metrics.PUBLICATIONS.labels(track.kind).inc()
+        if self.recording is not None:
+            self.recording.published(owner.participant_id, track)
         owner.log.info(
             "published %s %s (%s)",
             track.kind,
@@ -181,6 +198,8 @@ class Room:
 
     async def _track_gone(self, owner: Participant, track: PublishedTrack) -> None:
         metrics.PUBLICATIONS.labels(track.kind).dec()
+        if self.recording is not None:
+            await self.recording.unpublished(track)
         owner.log.info("unpublished %s", track.track_id, extra={"track_id": track.track_id})
         for other in self.participants.values():
             if other is not owner:
@@ -249,6 +268,8 @@ class Room:
             )
             with contextlib.suppress(ConnectionError):
                 await participant.signal.close(None)
+        if self.recording is not None:
+            await self.recording.finish()
         self.log.info("closed (%s)", reason)
         self.events.emit("room_finished", self.to_json(), reason=reason)
         self._on_closed(self)

@@ -37,7 +37,9 @@ def quick_sfu() -> Iterator[SfuProcess]:
 async def test_no_decoder_or_encoder_threads_and_nothing_left_behind(
     sfu: SfuProcess, join: Join
 ) -> None:
-    room = await create_room(sfu)
+    # Recording muxes in worker threads of its own (no decoding either); this test is about
+    # the forwarding path, so the room is not recorded.
+    room = await create_room(sfu, record=False)
     baseline_threads = thread_count(sfu.pid)
     baseline_tasks = await metric(sfu, "sfu_asyncio_tasks")
     clients = [await join(room["room_id"], role) for role in ("mentor", "mentee", "observer")]

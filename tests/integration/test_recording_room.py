@@ -1,0 +1,93 @@
+"""A recorded room on a real SFU: every published track lands in a Matroska file that decodes,
+the manifest lines them up, and recording does not change forwarding."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+import av
+
+from tests.integration.conftest import Join, camera, create_room, microphone
+from tests.sfu_process import SfuProcess
+
+
+def decoded_frames(path: Path) -> tuple[int, int]:
+    """(video frames, audio samples) decoded from a recorded file."""
+    frames = samples = 0
+    with av.open(str(path)) as container:
+        for frame in container.decode():
+            if isinstance(frame, av.VideoFrame):
+                frames += 1
+            elif isinstance(frame, av.AudioFrame):
+                samples += frame.samples
+    return frames, samples
+
+
+async def test_recorded_room_writes_decodable_tracks(sfu: SfuProcess, join: Join) -> None:
+    room = await create_room(sfu)
+    room_id = str(room["room_id"])
+    assert room["recording"]["status"] == "recording"
+    session_id = room["recording"]["session_id"]
+    mentor = await join(room_id, "mentor")
+    mentee = await join(room_id, "mentee")
+    await mentor.publish({camera(): "camera", microphone(): "microphone"})
+    await mentee.publish({camera(): "camera", microphone(): "microphone"})
+    await mentee.wait_frames(lambda i: i.kind == "video", 30, timeout=30)
+    await asyncio.sleep(1.5)
+    screen = camera()
+    await mentee.publish({screen: "screen"})
+    await mentor.wait_frames(screen.id, 45, timeout=20)
+    await mentee.unpublish(screen)
+    await mentor.wait_for("track_unpublished", timeout=10)
+    info = await mentor.wait_frames(lambda i: i.source == "camera", 1, timeout=5)
+    # recording does not slow forwarding: the camera keeps its 30 fps
+    start, count = asyncio.get_running_loop().time(), info.frames
+    await mentor.wait_frames(lambda i: i.source == "camera", count + 60, timeout=10)
+    assert 60 / (asyncio.get_running_loop().time() - start) > 25
+
+    async with aiohttp.ClientSession() as http:
+        deleted = await http.delete(f"{sfu.url}/rooms/{room_id}", headers=sfu.service_headers())
+        body = await deleted.json()
+    assert body["recording"]["session_id"] == session_id
+    assert body["recording"]["status"] in ("finalising", "queued")
+
+    session_dir = Path(sfu.env["SFU_DATA_DIR"]) / "recordings" / session_id
+    manifest = json.loads((session_dir / "manifest.json").read_text())
+    assert manifest["status"] == "finalised"
+    assert manifest["room_id"] == room_id
+    roles = {p["participant_id"]: p["role"] for p in manifest["participants"]}
+    assert sorted(roles.values()) == ["mentee", "mentor"]
+    tracks = manifest["tracks"]
+    assert sorted((roles[t["participant_id"]], t["source"]) for t in tracks) == [
+        ("mentee", "camera"),
+        ("mentee", "microphone"),
+        ("mentee", "screen"),
+        ("mentor", "camera"),
+        ("mentor", "microphone"),
+    ]
+    for track in tracks:
+        assert track["end_s"] is not None and track["end_s"] > track["start_s"]
+        frames, samples = decoded_frames(session_dir / track["file"])
+        seconds = track["end_s"] - track["start_s"]
+        if track["kind"] == "video":
+            assert frames >= 25 * seconds * 0.8, (track, frames)
+        else:
+            assert samples >= 48000 * seconds * 0.8, (track, samples)
+    screen_entry = next(t for t in tracks if t["source"] == "screen")
+    cameras = [t for t in tracks if t["source"] == "camera"]
+    assert all(screen_entry["start_s"] > c["start_s"] + 1 for c in cameras)
+
+
+async def test_unrecorded_room_writes_nothing(sfu: SfuProcess, join: Join) -> None:
+    room = await create_room(sfu, record=False)
+    assert room["recording"] is None
+    mentor = await join(room["room_id"], "mentor")
+    await mentor.publish({camera(): "camera"})
+    async with aiohttp.ClientSession() as http:
+        deleted = await http.delete(
+            f"{sfu.url}/rooms/{room['room_id']}", headers=sfu.service_headers()
+        )
+        assert (await deleted.json())["recording"] is None

@@ -18,6 +18,7 @@ from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.ice.stun_server import ice_servers, stun_ctx
 from sfu.media import seams
+from sfu.recording.handoff import JobQueue, queue_from_settings, recover_unfinished
 from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
@@ -27,6 +28,7 @@ from sfu.webhooks import webhooks_ctx
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+VOD_QUEUE = web.AppKey("vod_queue", JobQueue)
 
 
 async def demo_page(request: web.Request) -> web.FileResponse:
@@ -48,7 +50,8 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     app[MANAGER] = RoomManager(
         events=app[EVENTS],
         ice_servers=ice_servers(settings),
-        recordings_dir=Path(settings.data_dir) / "recordings",
+        recordings_dir=settings.recordings_root,
+        on_recording_finalised=app[VOD_QUEUE].enqueue,
         node_id=settings.node_id,
         ice=ice,
         max_rooms=settings.max_rooms,
@@ -67,6 +70,19 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await app[MANAGER].close_all("node_shutdown")
+
+
+async def _vod_queue(app: web.Application) -> AsyncIterator[None]:
+    """The hand-off to the VOD pipeline: Redis Stream when REDIS_URL is set, else a local
+    durable queue. Sessions a crash left in "recording" are finalised and queued at start."""
+    settings = app[SETTINGS]
+    queue = queue_from_settings(settings)
+    app[VOD_QUEUE] = queue
+    recovered = await recover_unfinished(settings.recordings_root, queue)
+    if recovered:
+        logger.info("recovered %d unfinished recordings: %s", len(recovered), recovered)
+    yield
+    await queue.close()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
@@ -109,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     # Webhooks start before the media (rooms) and stop after them, so room_finished of rooms
     # closed at shutdown is still delivered.
     app.cleanup_ctx.append(webhooks_ctx)
+    app.cleanup_ctx.append(_vod_queue)
     app.cleanup_ctx.append(_media)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(stun_ctx)

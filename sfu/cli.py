@@ -27,7 +27,27 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--role", choices=ROLES, help="participant role")
     token.add_argument("--name", help="display name")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry")
+    vod = sub.add_parser(
+        "vod-worker", help="render queued recording sessions to HLS and publish them"
+    )
+    vod.add_argument("--once", action="store_true", help="process what is queued, then exit")
+    vod.add_argument("--consumer", help="this worker's name in the queue (default: host-pid)")
+    vod.add_argument("--progress", action="store_true", help="a progress bar on stderr")
     return parser
+
+
+def _vod_worker(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from sfu.vod.worker import run_worker
+
+    settings = load_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
+    return asyncio.run(
+        run_worker(settings, once=args.once, consumer=consumer, progress_bar=args.progress)
+    )
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -75,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _token(args)
         if args.command == "serve":
             return _serve()
+        if args.command == "vod-worker":
+            return _vod_worker(args)
     except SettingsError as exc:
         print(f"sfu: {exc}", file=sys.stderr)
         return 2

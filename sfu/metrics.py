@@ -81,3 +81,18 @@ RECORDING_PACKETS_DROPPED = Counter(
     "RTP packets a recorder dropped because its queue was full (the writer fell behind)",
     ["kind"],
 )
+
+VOD_JOBS = Counter(
+    "sfu_vod_jobs",
+    "VOD jobs by result: published (rendered, uploaded, acked); retried (an attempt failed, "
+    "queued again); failed (out of attempts, recording_failed sent); reclaimed (taken over "
+    "from a worker that stopped)",
+    ["result"],
+)
+for _result in ("published", "retried", "failed", "reclaimed"):
+    VOD_JOBS.labels(_result)
+VOD_RENDER_SECONDS = Histogram(
+    "sfu_vod_render_seconds",
+    "Seconds to render and publish one recording session",
+    buckets=(5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200),
+)

@@ -142,6 +142,23 @@ class Settings(BaseSettings):
     https://<namespace>.compat.objectstorage.<region>.oraclecloud.com). Unset: AWS S3.
     Credentials and region: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION."""
 
+    # Recordings and the VOD worker (contract §6)
+    recordings_dir: Path | None = None
+    """Where the recorder writes sessions (`<dir>/<session_id>/manifest.json`); a relative
+    path is resolved against data_dir. Unset: `<data_dir>/recordings`. The VOD worker must
+    see the same folder."""
+    vod_queue_dir: Path | None = None
+    """Folder of the local durable VOD job queue, used when REDIS_URL is unset; a relative
+    path is resolved against data_dir. Unset: `<data_dir>/vod-queue`."""
+    vod_max_attempts: int = Field(default=3, ge=1, le=100)
+    """Attempts per VOD job (a crashed worker's attempt included) before it is dead and
+    `recording_failed` is sent."""
+    vod_claim_idle_s: float = Field(default=300.0, gt=0, le=86_400)
+    """A job claimed by a worker that sent no heartbeat for this long is taken over by
+    another worker (workers heartbeat every third of it while rendering)."""
+    vod_poll_s: float = Field(default=5.0, gt=0, le=60)
+    """Longest a worker waits for a job in one claim call (bounds SIGTERM latency)."""
+
     # Operations
     log_level: str = "INFO"
     log_json: bool = True
@@ -228,6 +245,16 @@ class Settings(BaseSettings):
                 f"SFU_RTC_PORT_MAX ({self.rtc_port_max})"
             )
         return self
+
+    @property
+    def recordings_root(self) -> Path:
+        """recordings_dir resolved against data_dir (default `<data_dir>/recordings`)."""
+        return self.data_dir / (self.recordings_dir or Path("recordings"))
+
+    @property
+    def vod_queue_root(self) -> Path:
+        """vod_queue_dir resolved against data_dir (default `<data_dir>/vod-queue`)."""
+        return self.data_dir / (self.vod_queue_dir or Path("vod-queue"))
 
     @property
     def rtc_port_count(self) -> int:

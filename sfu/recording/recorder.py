@@ -8,6 +8,7 @@ thread so file I/O never stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -27,6 +28,11 @@ from sfu.recording.writer import MatroskaWriter
 logger = logging.getLogger(__name__)
 
 KEYFRAME_RETRY_S = 1.0
+FLUSH_INTERVAL_S = 0.25
+"""How long packets wait in the queue at most: what a killed process can lose on top of the
+cluster in progress."""
+BATCH_WAKE = 256
+"""A queue this long is drained at once instead of at the next interval."""
 _Item = tuple[int, int, bool, bytes, float]
 
 
@@ -110,7 +116,7 @@ class TrackRecorder:
                 self._clock(),
             )
         )
-        if not self._wakeup.is_set():
+        if len(self._queue) >= BATCH_WAKE and not self._wakeup.is_set():
             self._wakeup.set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -148,14 +154,19 @@ class TrackRecorder:
     # -- writer side ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Drain the queue in batches: every FLUSH_INTERVAL_S, or at once when it holds
+        BATCH_WAKE packets or the recorder closes. One thread hop per batch, not per packet."""
+        loop = asyncio.get_running_loop()
+        last_ask = loop.time()
         while True:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), KEYFRAME_RETRY_S)
-            except TimeoutError:
-                if self._assembler.waiting_keyframe or not self._writer.opened:
-                    self._ask_keyframe()
-                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
             self._wakeup.clear()
+            if (
+                self._assembler.waiting_keyframe or not self._writer.opened
+            ) and loop.time() - last_ask >= KEYFRAME_RETRY_S:
+                last_ask = loop.time()
+                self._ask_keyframe()
             batch = list(self._queue)
             self._queue.clear()
             overflowed, self._overflowed = self._overflowed, False
@@ -172,6 +183,7 @@ class TrackRecorder:
                 self._report_first_frame()
                 if self._assembler.keyframe_needed:
                     self._assembler.keyframe_needed = False
+                    last_ask = loop.time()
                     self._ask_keyframe()
             if self._closing and not self._queue:
                 return

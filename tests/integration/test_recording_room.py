@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -36,10 +37,11 @@ async def test_recorded_room_writes_decodable_tracks(sfu: SfuProcess, join: Join
     await mentor.publish({camera(): "camera", microphone(): "microphone"})
     await mentee.publish({camera(): "camera", microphone(): "microphone"})
     await mentee.wait_frames(lambda i: i.kind == "video", 30, timeout=30)
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(2.0)
     screen = camera()
     await mentee.publish({screen: "screen"})
-    await mentor.wait_frames(screen.id, 45, timeout=20)
+    await mentor.wait_frames(screen.id, 1, timeout=20)
+    await asyncio.sleep(4.0)  # the middle of the session is shared
     await mentee.unpublish(screen)
     await mentor.wait_for("track_unpublished", timeout=10)
     info = await mentor.wait_frames(lambda i: i.source == "camera", 1, timeout=5)
@@ -52,7 +54,9 @@ async def test_recorded_room_writes_decodable_tracks(sfu: SfuProcess, join: Join
         deleted = await http.delete(f"{sfu.url}/rooms/{room_id}", headers=sfu.service_headers())
         body = await deleted.json()
     assert body["recording"]["session_id"] == session_id
-    assert body["recording"]["status"] in ("finalising", "queued")
+    assert body["recording"]["status"] == "queued"
+    data_dir = Path(sfu.env["SFU_DATA_DIR"])
+    assert (data_dir / "vod-queue" / "pending").exists()
 
     session_dir = Path(sfu.env["SFU_DATA_DIR"]) / "recordings" / session_id
     manifest = json.loads((session_dir / "manifest.json").read_text())
@@ -79,6 +83,42 @@ async def test_recorded_room_writes_decodable_tracks(sfu: SfuProcess, join: Join
     screen_entry = next(t for t in tracks if t["source"] == "screen")
     cameras = [t for t in tracks if t["source"] == "camera"]
     assert all(screen_entry["start_s"] > c["start_s"] + 1 for c in cameras)
+
+    # the VOD pipeline: `sfu vod-worker --once` with the same settings turns it into HLS
+    env = {**sfu.env}
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sfu",
+        "vod-worker",
+        "--once",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(worker.communicate(), 240)
+    assert worker.returncode == 0, output.decode()[-3000:]
+    vod = data_dir / "objects" / "vod" / "sessions" / session_id
+    metadata = json.loads((vod / "metadata.json").read_text())
+    assert metadata["session_id"] == session_id and metadata["room_id"] == room_id
+    assert sorted(p["role"] for p in metadata["participants"]) == ["mentee", "mentor"]
+    session_s = metadata["duration_s"]
+    for rendition, height in (("720p", 720), ("360p", 360)):
+        with av.open(str(vod / rendition / "index.m3u8")) as container:
+            video = audio = 0
+            last = 0.0
+            for frame in container.decode():
+                if isinstance(frame, av.VideoFrame):
+                    video += 1
+                    assert frame.height == height
+                    if frame.time is not None:
+                        last = max(last, frame.time)
+                elif isinstance(frame, av.AudioFrame):
+                    audio += frame.samples
+        assert abs(last - session_s) < 0.5 + 0.1, (rendition, last, session_s)
+        assert audio > 48000 * session_s * 0.8
+    with av.open(str(vod / "master.m3u8")) as container:
+        assert container.streams.video
 
 
 async def test_unrecorded_room_writes_nothing(sfu: SfuProcess, join: Join) -> None:

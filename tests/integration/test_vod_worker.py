@@ -1,0 +1,272 @@
+"""`sfu vod-worker` end to end: local queue, file:// store, signed webhooks, a killed worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import aiohttp.web
+import av
+import numpy as np
+import pytest
+
+from sfu.recording.handoff import LocalJobQueue
+from sfu.webhooks import SIGNATURE_HEADER, verify_signature
+from tests.sfu_process import free_tcp_port
+
+SESSION_ID = "sess-vod-1"
+SESSION_S = 8.0
+SECRET = "vod-worker-test-secret-0123"
+PREFIX = f"vod/sessions/{SESSION_ID}/"
+
+
+def _write_video(path: Path, rgb: tuple[int, int, int], seconds: float) -> None:
+    fps = 15
+    with av.open(str(path), "w", format="matroska") as c:
+        s = c.add_stream("libvpx", rate=fps)
+        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
+        s.bit_rate = 300_000
+        for i in range(round(seconds * fps)):
+            img = np.empty((240, 320, 3), dtype=np.uint8)
+            img[:] = rgb
+            x = (i * 8) % 280
+            img[100:140, x : x + 40] = 255
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            c.mux(s.encode(frame.reformat(format="yuv420p")))
+        c.mux(s.encode(None))
+
+
+def _write_tone(path: Path, hz: float, seconds: float) -> None:
+    with av.open(str(path), "w", format="matroska") as c:
+        s = c.add_stream("libopus", rate=48000, layout="mono")
+        s.bit_rate = 64_000
+        n = round(seconds * 48000)
+        tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(n) / 48000)).astype(np.float32)
+        for off in range(0, n - 959, 960):
+            frame = av.AudioFrame.from_ndarray(tone[None, off : off + 960], "flt", "mono")
+            frame.sample_rate, frame.pts = 48000, off
+            frame.time_base = Fraction(1, 48000)
+            c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+
+
+def _track(tid: str, pid: str, kind: str, source: str) -> dict[str, Any]:
+    return {
+        "track_id": tid, "participant_id": pid, "kind": kind, "source": source,
+        "codec": "opus" if kind == "audio" else "vp8", "file": f"tracks/{tid}.mkv",
+        "start_s": 0.0, "end_s": SESSION_S, "segment": 0,
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tracks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The media of one session, written once and copied into each test's recordings dir."""
+    root = tmp_path_factory.mktemp("tracks")
+    _write_video(root / "cam-a.mkv", (210, 40, 40), SESSION_S)
+    _write_video(root / "cam-b.mkv", (40, 40, 210), SESSION_S)
+    _write_tone(root / "mic-a.mkv", 440.0, SESSION_S)
+    return root
+
+
+def _make_session(recordings: Path, tracks_dir: Path) -> Path:
+    session = recordings / SESSION_ID
+    (session / "tracks").mkdir(parents=True)
+    for f in tracks_dir.iterdir():
+        (session / "tracks" / f.name).write_bytes(f.read_bytes())
+    manifest = {
+        "session_id": SESSION_ID,
+        "room_id": "room-vod",
+        "started_at": "2025-01-02T03:04:05Z",
+        "ended_at": f"2025-01-02T03:04:{5 + SESSION_S:06.3f}Z",
+        "status": "finalised",
+        "participants": [
+            {"participant_id": "p-a", "user_id": "u1", "name": "Kim", "role": "mentor",
+             "joined_at_s": 0.0, "left_at_s": SESSION_S},
+            {"participant_id": "p-b", "user_id": "u2", "name": "Lee", "role": "mentee",
+             "joined_at_s": 0.0, "left_at_s": SESSION_S},
+        ],
+        "tracks": [
+            _track("cam-a", "p-a", "video", "camera"),
+            _track("cam-b", "p-b", "video", "camera"),
+            _track("mic-a", "p-a", "audio", "microphone"),
+        ],
+    }  # fmt: skip
+    (session / "manifest.json").write_text(json.dumps(manifest))
+    return session
+
+
+def _env(data: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_") and k != "REDIS_URL"}
+    env.update(
+        SFU_DATA_DIR=str(data),
+        SFU_RECORDINGS_DIR=str(data / "recordings"),
+        SFU_STORAGE_URL=(data / "objects").as_uri(),
+        SFU_JWT_SECRET=SECRET,
+        SFU_LOG_JSON="false",
+        SFU_VOD_CLAIM_IDLE_S="1",
+        SFU_VOD_POLL_S="1",
+        **extra,
+    )
+    return env
+
+
+def _worker(env: dict[str, str], *args: str) -> list[str]:
+    return [sys.executable, "-m", "sfu", "vod-worker", *args]
+
+
+async def _run_worker(env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *_worker(env, *args), env=env, stderr=asyncio.subprocess.PIPE
+    )
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 150)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, err.decode(errors="replace")
+
+
+def _objects(data: Path) -> dict[str, tuple[bytes, int]]:
+    """key -> (bytes, mtime_ns) of everything published under the session's prefix."""
+    root = data / "objects"
+    return {
+        p.relative_to(root).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted((root / PREFIX).rglob("*"))
+        if p.is_file()
+    }
+
+
+def _check_published(data: Path) -> dict[str, Any]:
+    objects = _objects(data)
+    meta = json.loads(objects[PREFIX + "metadata.json"][0])
+    assert meta["session_id"] == SESSION_ID and meta["room_id"] == "room-vod"
+    assert abs(meta["duration_s"] - SESSION_S) < 0.01
+    assert {p["role"] for p in meta["participants"]} == {"mentor", "mentee"}
+    assert {t["file"] for t in meta["tracks"]} == {
+        f"tracks/{n}.mkv" for n in ("cam-a", "cam-b", "mic-a")
+    }
+    expected = {PREFIX + "master.m3u8", PREFIX + "metadata.json"}
+    for rendition in meta["renditions"]:
+        playlist = rendition["playlist"]
+        expected.add(PREFIX + playlist)
+        text = objects[PREFIX + playlist][0].decode()
+        segments = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert len(segments) == rendition["segments"] >= 1
+        folder = playlist.rsplit("/", 1)[0]
+        expected.update(f"{PREFIX}{folder}/{s}" for s in segments)
+        with av.open(str(data / "objects" / PREFIX / playlist)) as c:
+            video = audio = 0
+            for frame in c.decode(c.streams.video[0], c.streams.audio[0]):
+                if isinstance(frame, av.VideoFrame):
+                    video += 1
+                    assert (frame.width, frame.height) == (rendition["width"], rendition["height"])
+                else:
+                    audio += 1
+            assert video >= SESSION_S * 20 and audio > 0
+    assert set(objects) == expected  # complete, and nothing extra (no duplicates)
+    with av.open(str(data / "objects" / PREFIX / "master.m3u8")) as c:
+        assert sorted({s.height for s in c.streams.video}) == [360, 720]
+    meta_file = data / "objects" / ".meta" / PREFIX / "master.m3u8"
+    if meta_file.is_file():
+        assert json.loads(meta_file.read_text())["content_type"] == "application/vnd.apple.mpegurl"
+    return meta
+
+
+async def _queue_empty(data: Path) -> None:
+    queue = LocalJobQueue(data / "vod-queue")
+    assert await queue.pending_count() == 0
+    assert await queue.claim("probe", block_s=0) is None
+
+
+async def test_worker_publishes_and_republishes_identically(
+    tmp_path: Path, tracks_dir: Path
+) -> None:
+    received: list[tuple[bytes, str | None]] = []
+
+    async def hook(request: aiohttp.web.Request) -> aiohttp.web.Response:
+        received.append((await request.read(), request.headers.get(SIGNATURE_HEADER)))
+        return aiohttp.web.Response(status=204)
+
+    app = aiohttp.web.Application()
+    app.router.add_post("/hook", hook)
+    runner = aiohttp.web.AppRunner(app)
+    await runner.setup()
+    port = free_tcp_port()
+    await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        data = tmp_path / "data"
+        _make_session(data / "recordings", tracks_dir)
+        env = _env(data, SFU_WEBHOOK_URL=f"http://127.0.0.1:{port}/hook")
+        await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+        code, err = await _run_worker(env, "--once", "--progress")
+        assert code == 0, err
+        assert "% done" in err and "100%" in err  # log lines and the bar
+        meta = _check_published(data)
+        await _queue_empty(data)
+        assert len(received) == 1
+        body, signature = received[0]
+        assert verify_signature(SECRET, body, signature)
+        event = json.loads(body)
+        assert event["event"] == "recording_ready"
+        assert event["session_id"] == SESSION_ID and event["room"]["room_id"] == "room-vod"
+        assert event["playlist"] == PREFIX + "master.m3u8"
+        assert abs(event["duration_s"] - meta["duration_s"]) < 0.01
+
+        first = _objects(data)
+        await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+        code, err = await _run_worker(env, "--once")
+        assert code == 0, err
+        assert _objects(data) == first  # same bytes, and no object rewritten (same mtimes)
+        await _queue_empty(data)
+        assert len(received) == 2 and json.loads(received[1][0])["event"] == "recording_ready"
+    finally:
+        await runner.cleanup()
+
+
+async def test_killed_worker_job_is_reclaimed(tmp_path: Path, tracks_dir: Path) -> None:
+    data = tmp_path / "data"
+    _make_session(data / "recordings", tracks_dir)
+    env = _env(data)
+    await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+    proc = subprocess.Popen(
+        _worker(env, "--once", "--consumer", "doomed"),
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        seen = ""
+        while time.monotonic() < deadline:  # readline returns at EOF, so this is bounded too
+            line = await asyncio.to_thread(proc.stderr.readline)
+            seen += line
+            if "% done" in line or not line:
+                break
+        assert "% done" in seen, seen
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    assert (data / "vod-queue/claimed/doomed" / f"{SESSION_ID}.json").is_file()
+    assert not (data / "objects" / PREFIX / "master.m3u8").exists()
+    await asyncio.sleep(1.5)  # SFU_VOD_CLAIM_IDLE_S=1: the claim is now stale
+    code, err = await _run_worker(env, "--once", "--consumer", "rescuer")
+    assert code == 0, err
+    assert "took over" in err
+    _check_published(data)
+    await _queue_empty(data)
+    assert not list((data / "vod-queue/claimed").glob("*/*.json"))
+    assert not list((data / "vod-work").iterdir())  # the rescuer's scratch is gone

@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     vod_queue_dir: Path | None = None
     """Folder of the local durable VOD job queue, used when REDIS_URL is unset; a relative
     path is resolved against data_dir. Unset: `<data_dir>/vod-queue`."""
+    vod_ladder: str = "1280x720@2500k,640x360@800k"
+    """HLS renditions the VOD worker encodes: comma-separated WIDTHxHEIGHT@KBPSk."""
     vod_max_attempts: int = Field(default=3, ge=1, le=100)
     """Attempts per VOD job (a crashed worker's attempt included) before it is dead and
     `recording_failed` is sent."""
@@ -213,6 +215,14 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("vod_ladder")
+    @classmethod
+    def _check_ladder(cls, value: str) -> str:
+        from sfu.vod.ladder import parse_ladder
+
+        parse_ladder(value)
         return value
 
     @field_validator("public_ip")

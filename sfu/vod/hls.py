@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 
 from sfu.vod.compose import AUDIO_RATE, AudioEvent
+from sfu.vod.ladder import Rendition
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +27,6 @@ AUDIO_BITRATE = 128_000
 X264_PRESET = "veryfast"
 X264_THREADS = 2
 SEGMENT_PATTERN = "seg_%05d.ts"
-
-
-@dataclass(frozen=True, slots=True)
-class Rendition:
-    name: str
-    width: int
-    height: int
-    video_bitrate: int  # bits per second
-    level: str  # H.264 level, e.g. "3.1"
-
-    @property
-    def codecs(self) -> str:
-        level = round(float(self.level) * 10)
-        return f"avc1.4d00{level:02x},mp4a.40.2"  # Main profile, AAC-LC
-
-
-DEFAULT_LADDER: tuple[Rendition, ...] = (
-    Rendition("720p", 1280, 720, 2_500_000, "3.1"),
-    Rendition("360p", 640, 360, 800_000, "3.0"),
-)
 
 
 @dataclass(frozen=True, slots=True)

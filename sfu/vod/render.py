@@ -12,15 +12,14 @@ from typing import Any
 
 from sfu.vod.compose import AudioEvent, VideoEvent, programme
 from sfu.vod.hls import (
-    DEFAULT_LADDER,
     FPS,
-    Rendition,
     RenditionEncoder,
     RenditionInfo,
     audio_frame,
     read_media_playlist,
     write_master,
 )
+from sfu.vod.ladder import DEFAULT_LADDER, Rendition
 from sfu.vod.manifest import Manifest, load_manifest
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from sfu.recording.handoff import Job, JobQueue, queue_from_settings
 from sfu.recording.session import MANIFEST, SessionManifest
 from sfu.settings import Settings
 from sfu.storage import ObjectStore, store_from_settings
+from sfu.vod.ladder import parse_ladder
 from sfu.vod.publish import publish_dir, vod_prefix
 from sfu.vod.render import render_session
 from sfu.webhooks import WebhookSender
@@ -115,7 +116,11 @@ class VodWorker:
             session_dir = self.settings.recordings_root / job.session_id
             progress = _ProgressBar(job.session_id) if self.progress_bar else None
             result = await asyncio.to_thread(
-                render_session, session_dir, scratch, progress=progress
+                render_session,
+                session_dir,
+                scratch,
+                progress=progress,
+                ladder=parse_ladder(self.settings.vod_ladder),
             )
             await publish_dir(self.store, job.session_id, scratch)
             await self.queue.ack(job)

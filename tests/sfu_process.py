@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -10,6 +12,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,3 +117,27 @@ def make_sfu(rtc_min: int, rtc_max: int, name: str = "sfu", **overrides: str) ->
     return SfuProcess(
         port=port, rtc_min=rtc_min, rtc_max=rtc_max, env=env, log_path=LOG_DIR / f"{name}.log"
     )
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """A throwaway `redis-server` on 127.0.0.1 (no persistence); yields its port."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is installed by scripts/test.sh"
+    port = free_tcp_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)

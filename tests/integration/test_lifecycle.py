@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from sfu.client.client import SfuClient
 from sfu.media.seams import client_peer_connection
 from tests.integration.conftest import LOOPBACK, Join, camera, create_room, metric, microphone
-from tests.sfu_process import SfuProcess, free_tcp_port, make_sfu
+from tests.sfu_process import SfuProcess, make_sfu, redis_server
 
 
 def thread_count(pid: int) -> int:
@@ -157,25 +156,8 @@ async def test_first_sigterm_drains_second_forces(join: Join) -> None:
 
 @pytest.fixture
 def redis_port() -> Iterator[int]:
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is installed by scripts/test.sh"
-    port = free_tcp_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with redis_server() as port:
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 async def test_ready_follows_redis(redis_port: int) -> None:

@@ -187,9 +187,9 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
-    @field_validator("webhook_url")
+    @field_validator("webhook_url", "s3_endpoint")
     @classmethod
-    def _check_webhook_url(cls, value: str | None) -> str | None:
+    def _check_http_url(cls, value: str | None) -> str | None:
         if not value:
             return None
         scheme, sep, rest = value.partition("://")
@@ -205,16 +205,6 @@ class Settings(BaseSettings):
         scheme, sep, rest = value.partition("://")
         if scheme.lower() not in ("file", "s3") or not sep or not rest:
             raise ValueError("must be file:///dir or s3://bucket[/prefix]")
-        return value
-
-    @field_validator("s3_endpoint")
-    @classmethod
-    def _check_s3_endpoint(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        scheme, sep, rest = value.partition("://")
-        if scheme.lower() not in ("http", "https") or not sep or not rest.split("/", 1)[0]:
-            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("vod_ladder")

@@ -9,54 +9,22 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import av
-import numpy as np
 import pytest
 
 from sfu.recording.handoff import LocalJobQueue
 from sfu.webhooks import SIGNATURE_HEADER, verify_signature
+from tests.media_fixtures import write_opus_tone, write_vp8_track
 from tests.sfu_process import free_tcp_port
 
 SESSION_ID = "sess-vod-1"
 SESSION_S = 8.0
 SECRET = "vod-worker-test-secret-0123"
 PREFIX = f"vod/sessions/{SESSION_ID}/"
-
-
-def _write_video(path: Path, rgb: tuple[int, int, int], seconds: float) -> None:
-    fps = 15
-    with av.open(str(path), "w", format="matroska") as c:
-        s = c.add_stream("libvpx", rate=fps)
-        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
-        s.bit_rate = 300_000
-        for i in range(round(seconds * fps)):
-            img = np.empty((240, 320, 3), dtype=np.uint8)
-            img[:] = rgb
-            x = (i * 8) % 280
-            img[100:140, x : x + 40] = 255
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            c.mux(s.encode(frame.reformat(format="yuv420p")))
-        c.mux(s.encode(None))
-
-
-def _write_tone(path: Path, hz: float, seconds: float) -> None:
-    with av.open(str(path), "w", format="matroska") as c:
-        s = c.add_stream("libopus", rate=48000, layout="mono")
-        s.bit_rate = 64_000
-        n = round(seconds * 48000)
-        tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(n) / 48000)).astype(np.float32)
-        for off in range(0, n - 959, 960):
-            frame = av.AudioFrame.from_ndarray(tone[None, off : off + 960], "flt", "mono")
-            frame.sample_rate, frame.pts = 48000, off
-            frame.time_base = Fraction(1, 48000)
-            c.mux(s.encode(frame))
-        c.mux(s.encode(None))
 
 
 def _track(tid: str, pid: str, kind: str, source: str) -> dict[str, Any]:
@@ -71,9 +39,9 @@ def _track(tid: str, pid: str, kind: str, source: str) -> dict[str, Any]:
 def tracks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The media of one session, written once and copied into each test's recordings dir."""
     root = tmp_path_factory.mktemp("tracks")
-    _write_video(root / "cam-a.mkv", (210, 40, 40), SESSION_S)
-    _write_video(root / "cam-b.mkv", (40, 40, 210), SESSION_S)
-    _write_tone(root / "mic-a.mkv", 440.0, SESSION_S)
+    write_vp8_track(root / "cam-a.mkv", (210, 40, 40), SESSION_S)
+    write_vp8_track(root / "cam-b.mkv", (40, 40, 210), SESSION_S)
+    write_opus_tone(root / "mic-a.mkv", 440.0, SESSION_S)
     return root
 
 

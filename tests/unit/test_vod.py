@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from sfu.vod import (
     render_session,
 )
 from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
+from tests.media_fixtures import write_opus_tone, write_vp8_track
 
 SESSION_S = 6.0
 MENTOR_RGB = (210, 40, 40)
@@ -149,48 +149,15 @@ def test_manifest_rejects_bad_input() -> None:
 # -- synthetic media ----------------------------------------------------------------------------
 
 
-def _write_video(path: Path, rgb: tuple[int, int, int], seconds: float, drop: range) -> None:
-    fps = 15
-    with av.open(str(path), "w", format="matroska") as c:
-        s = c.add_stream("libvpx", rate=fps)
-        s.width, s.height, s.pix_fmt = 320, 240, "yuv420p"
-        s.bit_rate = 300_000
-        for i in range(round(seconds * fps)):
-            if i in drop:  # lost frames: a gap in the timestamps
-                continue
-            img = np.empty((240, 320, 3), dtype=np.uint8)
-            img[:] = rgb
-            x = (i * 8) % 280
-            img[100:140, x : x + 40] = 255  # a moving white square
-            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, fps)
-            c.mux(s.encode(frame.reformat(format="yuv420p")))
-        c.mux(s.encode(None))
-
-
-def _write_tone(path: Path, hz: float, seconds: float) -> None:
-    with av.open(str(path), "w", format="matroska") as c:
-        s = c.add_stream("libopus", rate=48000, layout="mono")
-        s.bit_rate = 64_000
-        n = round(seconds * 48000)
-        tone = (0.3 * np.sin(2 * np.pi * hz * np.arange(n) / 48000)).astype(np.float32)
-        for off in range(0, n - 959, 960):
-            frame = av.AudioFrame.from_ndarray(tone[None, off : off + 960], "flt", "mono")
-            frame.sample_rate, frame.pts = 48000, off
-            frame.time_base = Fraction(1, 48000)
-            c.mux(s.encode(frame))
-        c.mux(s.encode(None))
-
-
 @pytest.fixture(scope="module")
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("session")
     (root / "tracks").mkdir()
-    _write_video(root / "tracks/cam-a.mkv", MENTOR_RGB, 6.0, range(45, 50))
-    _write_video(root / "tracks/cam-b.mkv", MENTEE_RGB, 5.0, range(0))
-    _write_video(root / "tracks/scr-1.mkv", SCREEN_RGB, SCREEN_ON[1] - SCREEN_ON[0], range(0))
-    _write_tone(root / "tracks/mic-a.mkv", 440.0, 6.0)
-    _write_tone(root / "tracks/mic-b.mkv", 1000.0, SESSION_S - MENTEE_AUDIO_START)
+    write_vp8_track(root / "tracks/cam-a.mkv", MENTOR_RGB, 6.0, range(45, 50))
+    write_vp8_track(root / "tracks/cam-b.mkv", MENTEE_RGB, 5.0, range(0))
+    write_vp8_track(root / "tracks/scr-1.mkv", SCREEN_RGB, SCREEN_ON[1] - SCREEN_ON[0], range(0))
+    write_opus_tone(root / "tracks/mic-a.mkv", 440.0, 6.0)
+    write_opus_tone(root / "tracks/mic-b.mkv", 1000.0, SESSION_S - MENTEE_AUDIO_START)
     tracks = [
         _track("cam-a", "p-mentor", "video", "camera", 0.0, 6.0),
         _track("cam-b", "p-mentee", "video", "camera", 0.5, 5.5),

@@ -49,6 +49,11 @@ class RemoteTrackInfo:
     last_frame_at: float | None = None
     width: int = 0
     height: int = 0
+    nack_packets_sent: int = 0
+    """RTCP NACK packets this client's receiver sent for the track."""
+    nacked_sequence_numbers: int = 0
+    """Sequence numbers listed in those NACKs (one is listed again in each later NACK until
+    it arrives or is given up)."""
 
     @property
     def first_frame_latency_s(self) -> float | None:
@@ -91,7 +96,7 @@ class RtpFrameCounter:
     def __init__(self, resolve: Resolver) -> None:
         self._resolve = resolve
 
-    async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+    def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         info = self._resolve()
         if info is None:
             return
@@ -120,6 +125,24 @@ def count_received_packets(receiver: RTCRtpReceiver, resolve: Resolver) -> None:
     attributes = vars(receiver)  # an instance attribute shadows the class's method
     attributes["_handle_rtp_packet"] = counting
     attributes["_sfu_client_counting"] = True
+
+
+def count_sent_nacks(receiver: RTCRtpReceiver, resolve: Resolver) -> None:
+    """Wrap the receiver's NACK sender (instance attribute) to count the NACKs it sends."""
+    if getattr(receiver, "_sfu_client_counting_nacks", False):
+        return
+    original: Callable[[int, list[int]], Awaitable[None]] = receiver._send_rtcp_nack
+
+    async def counting(media_ssrc: int, lost: list[int]) -> None:
+        info = resolve()
+        if info is not None:
+            info.nack_packets_sent += 1
+            info.nacked_sequence_numbers += len(lost)
+        await original(media_ssrc, lost)
+
+    attributes = vars(receiver)  # an instance attribute shadows the class's method
+    attributes["_send_rtcp_nack"] = counting
+    attributes["_sfu_client_counting_nacks"] = True
 
 
 def track_infos_from_offer(

@@ -80,8 +80,9 @@ class SfuStunProtocol(StunProtocol):
     """aioice's datagram protocol, with RFC 7983 demultiplexing and silent junk dropping.
 
     A datagram whose first byte is above 3 is not STUN (DTLS is 20-63, RTP/RTCP 128-191): it
-    goes to the connection's queue unparsed. One starting with 0-3 must be a STUN message with
-    the magic cookie; anything else is counted in `ICE_JUNK_DATAGRAMS` and dropped.
+    goes to the connection's `rtp_handler` first when it has one (the SFU's synchronous SRTP
+    path), else to the connection's queue unparsed. One starting with 0-3 must be a STUN
+    message with the magic cookie; anything else is counted in `ICE_JUNK_DATAGRAMS` and dropped.
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class SfuStunProtocol(StunProtocol):
         super().__init__(receiver)
         self._lease = lease
         self.component = component
+        self._rtp_handler: Callable[[bytes], bool] | None = None
         self.ready = False
         """Set once `local_candidate` is assigned. Datagrams that arrive on the fresh socket
         before that (nobody can know the port yet but a scanner) are dropped as junk."""
@@ -105,7 +107,11 @@ class SfuStunProtocol(StunProtocol):
         if not self.ready:
             self._drop_junk(raw, (addr[0], addr[1]), "before the candidate was ready")
         elif raw and raw[0] > 3:
-            self.receiver.data_received(raw, self.component)
+            handler = self._rtp_handler
+            if handler is None:
+                handler = self._rtp_handler = getattr(self.receiver, "rtp_handler", None)
+            if handler is None or not handler(raw):
+                self.receiver.data_received(raw, self.component)
         else:
             self._stun_received(raw, (addr[0], addr[1]))
 
@@ -181,6 +187,10 @@ class SfuConnection(aioice.Connection):
             local_password=local_password,
         )
         self.ice_config = ice_config
+        self.rtp_handler: Callable[[bytes], bool] | None = None
+        """Takes SRTP datagrams synchronously in the socket callback (the SFU's RtpFastPath);
+        returns False to let a datagram go aioice's queue as usual. Set once, after the DTLS
+        transport exists."""
 
     async def add_remote_candidate(self, remote_candidate: Candidate | None) -> None:
         """As aioice's, except that mDNS (`.local`) candidates are dropped unresolved."""

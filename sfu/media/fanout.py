@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aiortc.clock import current_ntp_time
 from aiortc.codecs import is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
@@ -61,6 +60,15 @@ def map_payload_types(
         if pt is not None:
             result[codec.payloadType] = pt
     return result
+
+
+_NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
+
+
+def abs_send_time_now() -> int:
+    """The abs-send-time header extension value for now: NTP seconds in 6.18 fixed point, 24
+    bits (aiortc's `(current_ntp_time() >> 14) & 0xFFFFFF`, without a datetime per packet)."""
+    return int((time.time() + _NTP_EPOCH_OFFSET_S) * 262_144) & 0x00FFFFFF
 
 
 @dataclass(slots=True, eq=False)
@@ -201,7 +209,7 @@ class TrackFanout:
 
     # -- the hot path --------------------------------------------------------------------------
 
-    async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+    def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         size = len(packet.payload)
         self.packets_in += 1
         self.bytes_in += size
@@ -230,7 +238,7 @@ class TrackFanout:
                     continue
                 entry.waiting_keyframe = False
             if abs_send_time < 0:
-                abs_send_time = (current_ntp_time() >> 14) & 0x00FFFFFF
+                abs_send_time = abs_send_time_now()
             try:
                 sender.forward(packet, pt, abs_send_time)
             except ConnectionError:

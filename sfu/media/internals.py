@@ -17,8 +17,18 @@ RECEIVER_PRIVATE = (
     "_RTCRtpReceiver__transport",
 )
 SENDER_PRIVATE = ("_RTCRtpSender__started",)
-DTLS_PRIVATE = ("_tx_srtp", "_state")
-"""ForwardingSender protects and sends on its own: RTCDtlsTransport's SRTP session and state."""
+DTLS_PRIVATE = (
+    "_tx_srtp",
+    "_rx_srtp",
+    "_state",
+    "_rtp_router",
+    "_rtp_header_extensions_map",
+    "_RTCDtlsTransport__rx_bytes",
+    "_RTCDtlsTransport__rx_packets",
+)
+"""ForwardingSender protects and sends on its own (RTCDtlsTransport's tx SRTP session and
+state); RtpFastPath unprotects, parses and routes on its own (rx SRTP session, header extension
+map, RTP router, receive counters)."""
 ICE_PRIVATE = ("_connection",)
 """RTCIceTransport's aioice Connection, whose `_nominated[1]` pair (protocol, remote_addr) the
 ForwardingSender sends on."""

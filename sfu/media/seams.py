@@ -35,13 +35,15 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
-from sfu.ice.connection import IceConfig, make_connection_factory
+from sfu.ice.connection import IceConfig, SfuConnection, make_connection_factory
+from sfu.media.fast_receive import RtpFastPath
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.internals import (
     DTLS_PRIVATE,
     ICE_PRIVATE,
     RECEIVER_PRIVATE,
     SENDER_PRIVATE,
+    internal,
     set_internal,
 )
 from sfu.media.tap_receiver import RtpSink, TapReceiver
@@ -206,6 +208,7 @@ class SeamPeerConnection(RTCPeerConnection):
         await self._awaited(
             lambda: super(SeamPeerConnection, self).setRemoteDescription(sessionDescription)
         )
+        self._install_fast_paths()
 
     async def setLocalDescription(
         self, sessionDescription: RTCSessionDescription | None = None
@@ -213,6 +216,17 @@ class SeamPeerConnection(RTCPeerConnection):
         await self._awaited(
             lambda: super(SeamPeerConnection, self).setLocalDescription(sessionDescription)
         )
+        self._install_fast_paths()
+
+    def _install_fast_paths(self) -> None:
+        """On the SFU, bind each DTLS transport's ICE connection to an RtpFastPath (once)."""
+        if not self.setup.forwarding:
+            return
+        for transceiver in self.getTransceivers():
+            dtls = transceiver.receiver.transport
+            connection = internal(dtls.transport, "_connection")
+            if isinstance(connection, SfuConnection) and connection.rtp_handler is None:
+                connection.rtp_handler = RtpFastPath(dtls)
 
     async def createOffer(self) -> RTCSessionDescription:
         return await self._awaited(lambda: super(SeamPeerConnection, self).createOffer())

@@ -23,7 +23,7 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
-from sfu import metrics
+from sfu import background, metrics
 from sfu.media.internals import internal, set_internal
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 class RtpSink(Protocol):
     """Where a TapReceiver delivers each received RTP packet (a TrackFanout)."""
 
-    async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None: ...
+    def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None: ...
 
     def on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None: ...
 
@@ -85,6 +85,12 @@ class TapReceiver(RTCRtpReceiver):
             self.sink.on_sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """aiortc's entry point (packets that came the queued way, before the fast path)."""
+        self.handle_rtp(packet, arrival_time_ms)
+
+    def handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """One received RTP packet, synchronously (called by RtpFastPath from the socket
+        callback). The rare RTCP it triggers (REMB, NACK) is sent by background tasks."""
         if not self._enabled:
             return
         if self._estimator is not None and packet.extensions.abs_send_time is not None:
@@ -95,12 +101,14 @@ class TapReceiver(RTCRtpReceiver):
                 ssrc=packet.ssrc,
             )
             if self._rtcp_ssrc is not None and remb is not None:
-                await self._send_rtcp(
-                    RtcpPsfbPacket(
-                        fmt=RTCP_PSFB_APP,
-                        ssrc=self._rtcp_ssrc,
-                        media_ssrc=0,
-                        fci=pack_remb_fci(*remb),
+                background.spawn(
+                    self._send_rtcp(
+                        RtcpPsfbPacket(
+                            fmt=RTCP_PSFB_APP,
+                            ssrc=self._rtcp_ssrc,
+                            media_ssrc=0,
+                            fci=pack_remb_fci(*remb),
+                        )
                     )
                 )
         codec = self.codecs.get(packet.payload_type)
@@ -127,11 +135,11 @@ class TapReceiver(RTCRtpReceiver):
         if self._nack is not None and self._nack.add(packet):
             self.nacks_sent += 1
             metrics.NACKS_SENT.inc()
-            await self._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
+            background.spawn(self._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing)))
         self.packets += 1
         self.octets += len(packet.payload)
         if self.sink is not None:
-            await self.sink.on_rtp(packet, codec)
+            self.sink.on_rtp(packet, codec)
 
     async def send_pli(self) -> bool:
         """Ask the publisher for a keyframe. False if no media SSRC is known yet."""

@@ -30,6 +30,8 @@ from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.media import seams
 from sfu.media.fanout import TrackFanout
+from sfu.media.fast_receive import RtpFastPath
+from sfu.media.internals import internal
 from sfu.media.seams import (
     ForwardingSender,
     SeamPeerConnection,
@@ -250,6 +252,12 @@ async def test_end_to_end_forwarding_without_decoding() -> None:
         assert tap.packets >= FRAMES
         assert fanout.packets_in >= FRAMES
         assert forwarder.packets >= FRAMES
+        # Once DTLS-SRTP was up, the SFU took RTP in the socket callback (RtpFastPath), not
+        # through aioice's queue.
+        fast = internal(tap.transport.transport, "_connection").rtp_handler
+        assert isinstance(fast, RtpFastPath)
+        assert fast.handled >= FRAMES
+        assert fast.dropped == 0
         assert getattr(tap, "_RTCRtpReceiver__decoder_thread") is None  # noqa: B009
         assert getattr(sub_receiver, "_RTCRtpReceiver__decoder_thread") is not None  # noqa: B009
         new_decoders = _decoder_threads() - threads_before

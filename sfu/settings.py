@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     """Endpoint of the S3-compatible service for `s3://` URLs (OCI:
     https://<namespace>.compat.objectstorage.<region>.oraclecloud.com). Unset: AWS S3.
     Credentials and region: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION."""
+    s3_multipart_threshold_mb: int = Field(default=64, ge=5, le=5120)
+    """Objects of this many MiB or more go to S3 in parts (multipart upload) instead of one
+    PUT, which S3 and OCI cap at 5 GiB."""
+    s3_multipart_chunk_mb: int = Field(default=16, ge=5, le=5120)
+    """Size of one part in MiB: at least 5 (the S3 minimum for every part but the last); 4
+    parts are in flight at once, each held in memory."""
 
     # Recordings and the VOD worker (contract §6)
     recordings_dir: Path | None = None

@@ -3,6 +3,9 @@ are its dimensions, and can an RTP payload start a frame after loss."""
 
 from __future__ import annotations
 
+import struct
+from dataclasses import dataclass
+
 from sfu.media.keyframes import vp8_starts_keyframe
 
 H264_NAL_IDR = 5
@@ -10,6 +13,69 @@ H264_NAL_SPS = 7
 H264_STAP_A = 24
 H264_FU_A = 28
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+
+
+OPUS_HEAD_MAGIC = b"OpusHead"
+OPUS_HEAD_SIZE = 19
+_OPUS_HEAD = struct.Struct("<8sBBHIhB")
+
+
+@dataclass(frozen=True, slots=True)
+class OpusHead:
+    """The Opus identification header (RFC 7845 §5.1), Matroska's CodecPrivate for A_OPUS.
+
+    The recorder's choice for WebRTC audio (see `webrtc`):
+
+    - `channels` 2: the SDP of WebRTC Opus always reads `opus/48000/2` (RFC 7587 §7) and a
+      sender may switch between mono and stereo packets at any time (the TOC byte's `s` bit);
+      every Opus decoder renders either kind to the declared count, so 2 never loses a stereo
+      packet, and a mono one comes out as two equal channels. (`sprop-stereo=0` only says the
+      sender prefers mono; it is no promise, so it does not change this.)
+    - `pre_skip` 0: RTP carries no pre-skip. A browser plays every packet it receives at its
+      RTP timestamp without dropping the encoder's look-ahead (312 samples for libopus), and
+      the recorder's pts 0 is the first packet it wrote, which need not be the encoder's
+      first (a track recorded from a later join, a new file after a restart). Declaring 312
+      would make decoders drop 6.5 ms of real audio and shift the track 6.5 ms earlier
+      against the video it was played with; 0 keeps every sample where listeners heard it
+      (Matroska's CodecDelay, which must equal pre-skip, stays 0 too).
+    - `input_rate` 48000 (informational: WebRTC Opus runs at 48 kHz), `gain` 0 dB, mapping
+      family 0 (mono or stereo, no channel mapping table).
+    """
+
+    channels: int = 2
+    pre_skip: int = 0
+    input_rate: int = 48_000
+    gain_q8: int = 0
+    """Output gain in dB as Q7.8 fixed point (256 = +1 dB)."""
+    mapping_family: int = 0
+    version: int = 1
+
+    @classmethod
+    def webrtc(cls) -> OpusHead:
+        return cls()
+
+    def to_bytes(self) -> bytes:
+        if self.mapping_family == 0 and self.channels not in (1, 2):
+            raise ValueError(f"Opus mapping family 0 carries 1 or 2 channels, not {self.channels}")
+        return _OPUS_HEAD.pack(
+            OPUS_HEAD_MAGIC,
+            self.version,
+            self.channels,
+            self.pre_skip,
+            self.input_rate,
+            self.gain_q8,
+            self.mapping_family,
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> OpusHead:
+        """Read the 19-byte header of mapping family 0 (ValueError if it is not one)."""
+        if len(data) < OPUS_HEAD_SIZE or not data.startswith(OPUS_HEAD_MAGIC):
+            raise ValueError("not an OpusHead")
+        _, version, channels, pre_skip, rate, gain, family = _OPUS_HEAD.unpack_from(data)
+        if version >> 4 != 0:  # RFC 7845: major version (upper 4 bits) must be 0
+            raise ValueError(f"OpusHead version {version} is not supported")
+        return cls(channels, pre_skip, rate, gain, family, version)
 
 
 def codec_name(mime_or_name: str) -> str:

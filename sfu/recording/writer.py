@@ -5,11 +5,18 @@ process: the muxer writes each cluster (at most `cluster_ms` of media) as soon a
 and `flush_packets` pushes it to the OS, so a SIGKILL loses at most the open cluster; only the
 Cues index, the Duration and the segment size are missing, and demuxers read such files
 sequentially. (MPEG-TS cannot carry VP8; fragmented MP4 would need per-codec extradata.)
+
+Opus tracks carry an OpusHead (RFC 7845 §5.1) as codec private data, which Matroska requires
+for A_OPUS and strict players insist on; `OpusHead` in bitstream.py says which values and why.
+PyAV's `add_mux_stream` cannot set extradata or a channel layout, so the Opus stream is made
+from a template stream (an unopened encoder context that is never opened: packets are muxed
+as they came, nothing is encoded).
 """
 
 from __future__ import annotations
 
 import fractions
+import io
 import logging
 from pathlib import Path
 
@@ -18,7 +25,7 @@ from av.container import OutputContainer
 from av.stream import Stream
 
 from sfu.recording.assembler import Frame
-from sfu.recording.bitstream import frame_dimensions
+from sfu.recording.bitstream import OpusHead, frame_dimensions
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +36,17 @@ TS_MOD = 1 << 32
 class MatroskaWriter:
     """One `.mkv` file with one stream; opened at the first keyframe."""
 
-    def __init__(self, path: Path, codec: str, *, cluster_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        codec: str,
+        *,
+        cluster_ms: int = 1000,
+        opus_head: OpusHead | None = None,
+    ) -> None:
         self.path = path
         self.codec = codec
+        self.opus_head = opus_head or OpusHead.webrtc()
         self.clock_rate = CLOCK_RATES[codec]
         self.time_base = fractions.Fraction(1, self.clock_rate)
         self.cluster_ms = cluster_ms
@@ -80,6 +95,7 @@ class MatroskaWriter:
         kwargs: dict[str, int] = {}
         if self.codec == "opus":
             kwargs["rate"] = self.clock_rate
+            kwargs["channels"] = self.opus_head.channels
         else:
             dims = frame_dimensions(self.codec, frame.data)
             if dims is None:
@@ -94,7 +110,10 @@ class MatroskaWriter:
             options={"cluster_time_limit": str(self.cluster_ms), "flush_packets": "1"},
         )
         try:
-            self._stream = container.add_mux_stream(self.codec, **kwargs)
+            if self.codec == "opus":
+                self._stream = self._add_opus_stream(container)
+            else:
+                self._stream = container.add_mux_stream(self.codec, **kwargs)
         except Exception:
             container.close()
             raise
@@ -104,6 +123,19 @@ class MatroskaWriter:
         self.first_arrival = frame.arrival
         logger.info("recording %s to %s (%s)", self.codec, self.path, kwargs)
         return True
+
+    def _add_opus_stream(self, container: OutputContainer) -> Stream:
+        """An Opus stream with the OpusHead as extradata and its channel layout."""
+        head = self.opus_head
+        scratch = av.open(io.BytesIO(), "w", format="matroska")
+        try:
+            layout = "stereo" if head.channels == 2 else "mono"
+            template = scratch.add_stream("libopus", rate=self.clock_rate, layout=layout)
+            stream = container.add_stream_from_template(template, opaque=True)
+        finally:
+            scratch.close()
+        stream.codec_context.extradata = head.to_bytes()
+        return stream
 
     def close(self) -> None:
         """Finalize the file (Cues, Duration). Idempotent."""

@@ -51,8 +51,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def open_store(url: str, *, endpoint: str | None = None, region: str | None = None) -> ObjectStore:
-    """The store a URL names; StorageError for a URL that names none."""
+MIB = 1024 * 1024
+
+
+def open_store(
+    url: str,
+    *,
+    endpoint: str | None = None,
+    region: str | None = None,
+    multipart_threshold_mb: int | None = None,
+    multipart_chunk_mb: int | None = None,
+) -> ObjectStore:
+    """The store a URL names; StorageError for a URL that names none. The multipart sizes
+    (MiB) apply to s3:// stores; None keeps S3Store's defaults."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "file":
@@ -77,9 +88,18 @@ def open_store(url: str, *, endpoint: str | None = None, region: str | None = No
             raise StorageError(f"storage URL {url!r}: s3:// takes no query or fragment")
         from sfu.storage.s3 import S3Store  # boto3 is imported only when S3 is used
 
+        sizes: dict[str, int] = {}
+        if multipart_threshold_mb is not None:
+            sizes["multipart_threshold"] = multipart_threshold_mb * MIB
+        if multipart_chunk_mb is not None:
+            sizes["multipart_chunksize"] = multipart_chunk_mb * MIB
         try:
             return S3Store(
-                parts.netloc, unquote(parts.path), endpoint_url=endpoint or None, region=region
+                parts.netloc,
+                unquote(parts.path),
+                endpoint_url=endpoint or None,
+                region=region,
+                **sizes,
             )
         except InvalidKey as exc:
             raise StorageError(f"storage URL {url!r}: bad prefix: {exc}") from None
@@ -93,4 +113,9 @@ def default_storage_url(data_dir: Path) -> str:
 
 def store_from_settings(settings: Settings) -> ObjectStore:
     url = settings.storage_url or default_storage_url(settings.data_dir)
-    return open_store(url, endpoint=settings.s3_endpoint)
+    return open_store(
+        url,
+        endpoint=settings.s3_endpoint,
+        multipart_threshold_mb=settings.s3_multipart_threshold_mb,
+        multipart_chunk_mb=settings.s3_multipart_chunk_mb,
+    )

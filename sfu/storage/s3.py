@@ -11,6 +11,15 @@ service. Credentials and region come from boto3's usual chain (AWS_ACCESS_KEY_ID
 AWS_SECRET_ACCESS_KEY, AWS_REGION / AWS_DEFAULT_REGION, profiles); OCI calls the key pair a
 "Customer Secret Key".
 
+Objects of `multipart_threshold` bytes or more are uploaded in parts of `multipart_chunksize`
+bytes (s3transfer's managed upload: a few parts in flight at once, each part retried on its
+own). A single PUT is limited to 5 GiB on S3 and OCI, and one lost connection near the end of a
+big PUT costs the whole object; parts cost one part. CreateMultipartUpload carries the same
+ContentType, CacheControl and StorageClass as the single PUT, so the object looks the same
+either way (only its ETag, `<md5 of part md5s>-<parts>`, tells them apart). A failed multipart
+upload is aborted, so no object appears and no parts are left billed; if the abort itself cannot
+reach the service, a bucket lifecycle rule that aborts incomplete uploads cleans up.
+
 Tiers are storage classes (see Tier). set_tier copies the object onto itself with the new
 StorageClass and MetadataDirective=COPY, which keeps content type, cache control and user
 metadata; CopyObject is limited to 5 GiB objects. An archived object cannot be read or
@@ -21,15 +30,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from s3transfer.manager import TransferConfig, TransferManager
 
 from sfu.storage.base import (
     ObjectArchived,
@@ -49,6 +61,15 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+MIB = 1024 * 1024
+MIN_PART_BYTES = 5 * MIB
+"""S3 (and OCI, MinIO, moto) refuse a part below 5 MiB unless it is the last one."""
+MAX_PART_BYTES = 5 * 1024 * MIB
+DEFAULT_MULTIPART_THRESHOLD = 64 * MIB
+DEFAULT_MULTIPART_CHUNKSIZE = 16 * MIB
+MULTIPART_CONCURRENCY = 4
+"""Parts in flight at once; each holds one part in memory."""
+
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _ARCHIVED = {"InvalidObjectState", "ObjectNotInActiveTierError"}
 
@@ -66,9 +87,23 @@ class S3Store:
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 60.0,
         max_attempts: int = 5,
+        multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        multipart_chunksize: int = DEFAULT_MULTIPART_CHUNKSIZE,
     ) -> None:
         if not bucket:
             raise StorageError("S3 bucket name is empty")
+        if not MIN_PART_BYTES <= multipart_chunksize <= MAX_PART_BYTES:
+            raise StorageError(
+                f"S3 multipart part size {multipart_chunksize} bytes is outside "
+                f"{MIN_PART_BYTES}..{MAX_PART_BYTES} (5 MiB to 5 GiB)"
+            )
+        if not 1 <= multipart_threshold <= MAX_PART_BYTES:
+            raise StorageError(
+                f"S3 multipart threshold {multipart_threshold} bytes is outside 1..{MAX_PART_BYTES}"
+                " (a single PUT is limited to 5 GiB)"
+            )
+        self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         if self.prefix:
@@ -157,16 +192,36 @@ class S3Store:
 
         def blocking() -> None:
             if isinstance(data, bytes):
-                self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
+                if len(data) >= self.multipart_threshold:
+                    self._upload_parts(full, io.BytesIO(data), extra)
+                else:
+                    self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **extra)
                 return
             try:
                 with open(data, "rb") as body:
-                    self._client.put_object(Bucket=self.bucket, Key=full, Body=body, **extra)
+                    if os.fstat(body.fileno()).st_size >= self.multipart_threshold:
+                        self._upload_parts(full, body, extra)
+                    else:
+                        self._client.put_object(Bucket=self.bucket, Key=full, Body=body, **extra)
             except OSError as exc:
                 raise StorageError(f"cannot put {key!r}: cannot read {data}: {exc}") from exc
 
         await self._call(key, "put", blocking)
         return await self.head(key)
+
+    def _upload_parts(self, full: str, body: BinaryIO, extra: dict[str, Any]) -> None:
+        """Multipart upload (blocking): the same ExtraArgs as put_object, in parts; aborted
+        on failure. ClientError / BotoCoreError propagate as from put_object."""
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_chunksize,
+            max_request_concurrency=MULTIPART_CONCURRENCY,
+            max_in_memory_upload_chunks=MULTIPART_CONCURRENCY,
+        )
+        with TransferManager(self._client, config) as manager:
+            future = manager.upload(body, self.bucket, full, extra_args=dict(extra))
+            future.result()
+        logger.info("object %s/%s uploaded in parts", self.bucket, full)
 
     async def get(self, key: str) -> bytes:
         full = self._full(key)

@@ -3,6 +3,7 @@ and the same behaviour through LocalStore: one test body, both stores."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -12,6 +13,8 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -26,6 +29,9 @@ from sfu.storage import (
     cache_control_for,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from sfu.storage.s3 import S3Store
 
 BUCKET = "cotept-vod"
 START_TIMEOUT_S = 30.0
@@ -208,3 +214,119 @@ async def test_unreachable_endpoint_is_storage_error(aws_env: None) -> None:
 
 def test_local_default_type(tmp_path: Path) -> None:
     assert isinstance(open_store(tmp_path.as_uri()), LocalStore)
+
+
+# --- multipart upload ----------------------------------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def _s3_store(bucket: str, endpoint: str, prefix: str, **kwargs: int) -> S3Store:
+    """An S3Store built directly, to set sizes and attempts the URL form does not take."""
+    from sfu.storage.s3 import S3Store
+
+    return S3Store(bucket, prefix, endpoint_url=endpoint, region="us-east-1", **kwargs)
+
+
+@pytest.mark.parametrize("source", ["bytes", "file"])
+async def test_multipart_upload_above_threshold(
+    bucket: str, moto_endpoint: str, tmp_path: Path, source: str
+) -> None:
+    """A 5 MiB threshold and 5 MiB parts: an 11 MiB object goes up as 3 parts, reads back
+    byte-identical, with the content type, cache control and tier of a single PUT."""
+    store = _s3_store(
+        bucket,
+        moto_endpoint,
+        f"mp-{source}",
+        multipart_threshold=5 * MIB,
+        multipart_chunksize=5 * MIB,
+    )
+    data = os.urandom(11 * MIB + 12345)
+    key = "vod/sessions/s1/720p/big.ts"
+    body: bytes | Path = data
+    if source == "file":
+        body = tmp_path / "big.ts"
+        body.write_bytes(data)
+    info = await store.put(
+        key,
+        body,
+        content_type="video/mp2t",
+        cache_control=cache_control_for(key),
+        tier=Tier.INFREQUENT_ACCESS,
+    )
+    # S3's multipart ETag is md5(concatenated part md5s) + "-<part count>".
+    part_md5s = [hashlib.md5(data[i : i + 5 * MIB]).digest() for i in range(0, len(data), 5 * MIB)]
+    assert len(part_md5s) == 3
+    assert info.etag == f"{hashlib.md5(b''.join(part_md5s)).hexdigest()}-3"
+    assert info.size == len(data)
+    assert await store.get(key) == data
+    head = await store.head(key)
+    assert head.content_type == "video/mp2t"
+    assert head.cache_control == "public, max-age=604800, immutable"
+    assert head.tier is Tier.INFREQUENT_ACCESS
+    # Below the threshold the same store still makes one PUT (a plain MD5 ETag).
+    small = os.urandom(5 * MIB - 1)
+    small_info = await store.put("small.ts", small, content_type="video/mp2t")
+    assert small_info.etag == hashlib.md5(small).hexdigest()
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    for name in (key, "small.ts"):
+        await store.delete(name)
+    await store.close()
+
+
+async def test_failed_multipart_upload_is_aborted(bucket: str, moto_endpoint: str) -> None:
+    """The connection to the server fails for every attempt at part 2 (botocore's before-send
+    hook raises the error a dead link raises, so the client's retry loop runs and gives up):
+    put raises StorageError, the upload is aborted on the server (none left in progress), the
+    object that was there before is untouched and nothing else appears."""
+    from botocore.awsrequest import AWSPreparedRequest
+    from botocore.exceptions import EndpointConnectionError
+
+    store = _s3_store(
+        bucket,
+        moto_endpoint,
+        "mp-fail",
+        multipart_threshold=5 * MIB,
+        multipart_chunksize=5 * MIB,
+        max_attempts=2,
+    )
+    old = b"the published segment"
+    await store.put("a/seg.ts", old, content_type="video/mp2t")
+    sent: list[int] = []
+
+    def cut_part_two(request: AWSPreparedRequest, **_: Any) -> None:
+        query = parse_qs(urlsplit(request.url).query)
+        part = int(query["partNumber"][0])
+        sent.append(part)
+        if part == 2:
+            raise EndpointConnectionError(endpoint_url=moto_endpoint)
+
+    store._client.meta.events.register("before-send.s3.UploadPart", cut_part_two)
+    with pytest.raises(StorageError) as caught:
+        await store.put("a/seg.ts", os.urandom(11 * MIB), content_type="video/mp2t")
+    assert not isinstance(caught.value, ObjectNotFound)
+    assert sent.count(2) >= 2, f"part 2 was not retried: {sent}"
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert await store.get("a/seg.ts") == old
+    assert [i.key async for i in store.list()] == ["a/seg.ts"]
+    # The same store works again once the link does.
+    store._client.meta.events.unregister("before-send.s3.UploadPart", cut_part_two)
+    data = os.urandom(11 * MIB)
+    info = await store.put("a/seg.ts", data, content_type="video/mp2t")
+    assert info.etag.endswith("-3") and await store.get("a/seg.ts") == data
+    await store.delete("a/seg.ts")
+    await store.close()
+
+
+def test_open_store_passes_multipart_sizes(aws_env: None) -> None:
+    from sfu.storage.s3 import S3Store
+
+    store = open_store(
+        "s3://b/p", endpoint="http://127.0.0.1:9", multipart_threshold_mb=7, multipart_chunk_mb=6
+    )
+    assert isinstance(store, S3Store)
+    assert (store.multipart_threshold, store.multipart_chunksize) == (7 * MIB, 6 * MIB)
+    with pytest.raises(StorageError, match="5 MiB"):
+        open_store("s3://b/p", endpoint="http://127.0.0.1:9", multipart_chunk_mb=4)

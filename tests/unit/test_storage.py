@@ -200,3 +200,37 @@ def test_store_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         Settings(storage_url="ftp://x")
     with pytest.raises(ValueError):
         Settings(s3_endpoint="127.0.0.1:9000")
+
+
+def test_multipart_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SFU_S3_MULTIPART_THRESHOLD_MB / SFU_S3_MULTIPART_CHUNK_MB reach the S3 store; a part
+    below S3's 5 MiB minimum (or a threshold past the 5 GiB single PUT) stops start-up."""
+    from sfu.settings import SettingsError, load_settings
+    from sfu.storage.s3 import MIB, S3Store
+
+    for name in list(os.environ):
+        if name.startswith("SFU_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    defaults = Settings()
+    assert (defaults.s3_multipart_threshold_mb, defaults.s3_multipart_chunk_mb) == (64, 16)
+    monkeypatch.setenv("SFU_STORAGE_URL", "s3://bucket/vod")
+    monkeypatch.setenv("SFU_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("SFU_S3_MULTIPART_THRESHOLD_MB", "100")
+    monkeypatch.setenv("SFU_S3_MULTIPART_CHUNK_MB", "5")
+    store = store_from_settings(load_settings())
+    assert isinstance(store, S3Store)
+    assert (store.multipart_threshold, store.multipart_chunksize) == (100 * MIB, 5 * MIB)
+    for name, value in [
+        ("SFU_S3_MULTIPART_CHUNK_MB", "4"),
+        ("SFU_S3_MULTIPART_CHUNK_MB", "5121"),
+        ("SFU_S3_MULTIPART_THRESHOLD_MB", "5121"),
+        ("SFU_S3_MULTIPART_THRESHOLD_MB", "0"),
+    ]:
+        with monkeypatch.context() as bad:
+            bad.setenv(name, value)
+            with pytest.raises(SettingsError, match=name):
+                load_settings()
+    with pytest.raises(StorageError, match="5 MiB"):
+        S3Store("bucket", endpoint_url="http://127.0.0.1:9", multipart_chunksize=5 * MIB - 1)

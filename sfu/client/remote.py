@@ -23,6 +23,8 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
+from sfu.media.tap_receiver import TapReceiver
+
 logger = logging.getLogger(__name__)
 
 
@@ -110,8 +112,26 @@ class RtpFrameCounter:
 
 
 def count_received_packets(receiver: RTCRtpReceiver, resolve: Resolver) -> None:
-    """Wrap the receiver's RTP entry point (instance attribute) to count packets and octets."""
+    """Wrap the receiver's RTP entry point (instance attribute) to count packets and octets.
+
+    A TapReceiver's entry point is its synchronous `handle_rtp`, which both aiortc's queued
+    path and the socket-callback fast path (RtpFastPath) call; a stock receiver's is
+    `_handle_rtp_packet`."""
     if getattr(receiver, "_sfu_client_counting", False):
+        return
+    attributes = vars(receiver)  # an instance attribute shadows the class's method
+    if isinstance(receiver, TapReceiver):
+        handle: Callable[[RtpPacket, int], None] = receiver.handle_rtp
+
+        def counting_sync(packet: RtpPacket, arrival_time_ms: int) -> None:
+            info = resolve()
+            if info is not None:
+                info.packets += 1
+                info.octets += len(packet.payload)
+            handle(packet, arrival_time_ms)
+
+        attributes["handle_rtp"] = counting_sync
+        attributes["_sfu_client_counting"] = True
         return
     original: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
 
@@ -122,7 +142,6 @@ def count_received_packets(receiver: RTCRtpReceiver, resolve: Resolver) -> None:
             info.octets += len(packet.payload)
         await original(packet, *args, **kwargs)
 
-    attributes = vars(receiver)  # an instance attribute shadows the class's method
     attributes["_handle_rtp_packet"] = counting
     attributes["_sfu_client_counting"] = True
 

@@ -17,6 +17,7 @@ from sfu.client.remote import (
     cancel_all,
     consume_decoded,
     count_received_packets,
+    count_sent_nacks,
     track_infos_from_offer,
 )
 from sfu.ice.connection import IceConfig
@@ -123,6 +124,7 @@ class SubscriberSide:
             info.track = track
         receiver = transceiver.receiver
         count_received_packets(receiver, resolve)
+        count_sent_nacks(receiver, resolve)
         if isinstance(receiver, TapReceiver):
             receiver.sink = RtpFrameCounter(resolve)
         else:

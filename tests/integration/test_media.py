@@ -115,3 +115,22 @@ async def test_upstream_loss_is_recovered_by_nack(sfu: SfuProcess, join: Join) -
     # would stall or skip on every loss.
     elapsed = info.last_frame_at - info.first_frame_at
     assert info.frames / elapsed > 25
+
+
+async def test_counting_subscriber_counts_packets_and_bytes(sfu: SfuProcess, join: Join) -> None:
+    """A subscriber that does not decode (the load tester's kind) still counts every RTP packet
+    and payload byte, whichever receive path (queued or socket-callback) the packets took."""
+    room = await create_room(sfu)
+    mentor = await join(room["room_id"], "mentor")
+    observer = await join(room["room_id"], "observer", decode=False)
+    await mentor.publish({camera(): "camera"})
+    info = await observer.wait_frames(
+        lambda i: i.participant_id == mentor.participant_id, FRAMES, timeout=30
+    )
+    (remote,) = observer.stats().remote.values()
+    (sent,) = mentor.stats().published.values()
+    assert remote.frames >= FRAMES
+    assert remote.packets >= remote.frames  # at least one packet per frame
+    assert remote.octets >= remote.packets * 100  # ~1 Mbit/s VP8: full-size packets
+    assert remote.frames <= sent.packets_sent  # packets_sent counts encoded frames handed out
+    assert info.width == 0  # nothing was decoded

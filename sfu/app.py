@@ -18,10 +18,17 @@ from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.ice.stun_server import ice_servers, stun_ctx
 from sfu.media import seams
-from sfu.recording.handoff import JobQueue, queue_from_settings, recover_unfinished
+from sfu.recording.handoff import (
+    JobQueue,
+    hand_off,
+    queue_from_settings,
+    recover_unfinished,
+    recover_unqueued,
+)
 from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
+from sfu.rooms.recording import OnFinalised
 from sfu.settings import Settings
 from sfu.webhooks import webhooks_ctx
 
@@ -29,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 VOD_QUEUE = web.AppKey("vod_queue", JobQueue)
+VOD_HAND_OFF: web.AppKey[OnFinalised] = web.AppKey("vod_hand_off")
 
 
 async def demo_page(request: web.Request) -> web.FileResponse:
@@ -51,7 +59,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
         events=app[EVENTS],
         ice_servers=ice_servers(settings),
         recordings_dir=settings.recordings_root,
-        on_recording_finalised=app[VOD_QUEUE].enqueue,
+        on_recording_finalised=app[VOD_HAND_OFF],
         node_id=settings.node_id,
         ice=ice,
         max_rooms=settings.max_rooms,
@@ -74,13 +82,23 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
 
 async def _vod_queue(app: web.Application) -> AsyncIterator[None]:
     """The hand-off to the VOD pipeline: Redis Stream when REDIS_URL is set, else a local
-    durable queue. Sessions a crash left in "recording" are finalised and queued at start."""
+    durable queue. At start, sessions a crash left in "recording" are finalised and queued,
+    and finalised sessions a crash kept from being queued (no `queued.json`) are queued."""
     settings = app[SETTINGS]
     queue = queue_from_settings(settings)
     app[VOD_QUEUE] = queue
-    recovered = await recover_unfinished(settings.recordings_root, queue)
+    root = settings.recordings_root
+
+    async def finalised(session_id: str) -> None:
+        await hand_off(root, queue, session_id)
+
+    app[VOD_HAND_OFF] = finalised
+    recovered = await recover_unfinished(root, queue)
     if recovered:
         logger.info("recovered %d unfinished recordings: %s", len(recovered), recovered)
+    unqueued = await recover_unqueued(root, queue)
+    if unqueued:
+        logger.info("queued %d finalised recordings never queued: %s", len(unqueued), unqueued)
     yield
     await queue.close()
 

@@ -1,4 +1,4 @@
-"""The `sfu` command: serve, token (later: loadtest, vod-worker, lifecycle)."""
+"""The `sfu` command: serve, token, vod-worker, loadtest (later: lifecycle)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from sfu.api.tokens import ROLES, mint_participant_token, mint_service_token
+from sfu.loadtest.options import add_arguments as add_loadtest_arguments
 from sfu.logs import configure_logging
 from sfu.settings import DEV_JWT_SECRET, SettingsError, load_settings
 
@@ -33,6 +34,19 @@ def _parser() -> argparse.ArgumentParser:
     vod.add_argument("--once", action="store_true", help="process what is queued, then exit")
     vod.add_argument("--consumer", help="this worker's name in the queue (default: host-pid)")
     vod.add_argument("--progress", action="store_true", help="a progress bar on stderr")
+    dead = vod.add_mutually_exclusive_group()
+    dead.add_argument(
+        "--list-dead", action="store_true", help="print the dead jobs as JSON lines, then exit"
+    )
+    dead.add_argument(
+        "--requeue",
+        metavar="SESSION_ID",
+        help="put a dead session back in the queue (attempts reset), then exit",
+    )
+    loadtest = sub.add_parser(
+        "loadtest", help="headless clients that load a running SFU and report what they got"
+    )
+    add_loadtest_arguments(loadtest)
     return parser
 
 
@@ -40,10 +54,27 @@ def _vod_worker(args: argparse.Namespace) -> int:
     import os
     import socket
 
-    from sfu.vod.worker import run_worker
+    from sfu.vod.worker import dead_json_lines, list_dead, requeue_dead, run_worker
 
     settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    if args.list_dead:
+        sys.stdout.write(dead_json_lines(asyncio.run(list_dead(settings))))
+        return 0
+    if args.requeue is not None:
+        try:
+            requeued = asyncio.run(requeue_dead(settings, args.requeue))
+        except ValueError as exc:
+            print(f"sfu vod-worker: {exc}", file=sys.stderr)
+            return 2
+        if not requeued:
+            print(
+                f"sfu vod-worker: no dead job for session {args.requeue!r} (see --list-dead)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"sfu vod-worker: session {args.requeue} requeued", file=sys.stderr)
+        return 0
     consumer = args.consumer or f"{socket.gethostname()}-{os.getpid()}"
     return asyncio.run(
         run_worker(settings, once=args.once, consumer=consumer, progress_bar=args.progress)
@@ -78,12 +109,13 @@ def _serve() -> int:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if settings.jwt_secret == DEV_JWT_SECRET:
         logger.warning("SFU_JWT_SECRET is the development default; set it in production")
-    try:
-        import uvloop
+    if settings.event_loop == "uvloop":
+        try:
+            import uvloop
 
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        except ImportError:
+            logger.warning("uvloop is not installed; using the asyncio event loop")
     asyncio.run(Server(settings).run())
     return 0
 
@@ -97,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve()
         if args.command == "vod-worker":
             return _vod_worker(args)
+        if args.command == "loadtest":
+            from sfu.loadtest.runner import main as loadtest_main
+
+            return loadtest_main(args)
     except SettingsError as exc:
         print(f"sfu: {exc}", file=sys.stderr)
         return 2

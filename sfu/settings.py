@@ -13,7 +13,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
     drain_timeout_s: float = Field(default=60.0, ge=0)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    """`sfu serve`'s event loop: uvloop (libuv; the default when installed) or the standard
+    library's asyncio loop (for comparison, or where uvloop is missing)."""
 
     @field_validator("rtc_addresses", "trusted_proxies", "cors_origins", mode="before")
     @classmethod

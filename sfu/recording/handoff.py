@@ -10,8 +10,13 @@ Two implementations of one `JobQueue` protocol:
   XREADGROUP, XACK, XAUTOCLAIM); an entry is acknowledged only once its VOD is published.
 
 `Job.attempts` counts the deliveries before this one (0 on the first claim); `fail` puts a job
-back while `attempts + 1 < max_attempts`, else marks it dead. `recover_unfinished` finalises
-sessions a crash left in `status: "recording"` and enqueues them (called at SFU start).
+back while `attempts + 1 < max_attempts`, else marks it dead (a dead letter an operator lists
+with `list_dead` and puts back with `requeue`).
+
+`hand_off` enqueues a finalised session and then writes its `queued.json` marker. At SFU
+start, `recover_unfinished` finalises and hands off sessions a crash left in
+`status: "recording"`, and `recover_unqueued` hands off finalised sessions without a marker
+(a crash between finalising and enqueueing), unless the queue already knows them.
 """
 
 from __future__ import annotations
@@ -23,67 +28,53 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from sfu.recording.session import MANIFEST, SessionManifest, find_unfinished, rfc3339
+from redis.exceptions import RedisError
+
+from sfu.recording.jobs import (
+    DEFAULT_MAX_ATTEMPTS,
+    DeadJob,
+    Job,
+    JobQueue,
+    JobState,
+    safe_name,
+)
+from sfu.recording.redis_queue import RedisJobQueue
+from sfu.recording.session import (
+    MANIFEST,
+    SessionManifest,
+    find_unfinished,
+    find_unqueued,
+    mark_queued,
+    rfc3339,
+)
 
 if TYPE_CHECKING:
     from sfu.settings import Settings
 
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "DeadJob",
+    "Job",
+    "JobQueue",
+    "JobState",
+    "LocalJobQueue",
+    "RedisJobQueue",
+    "hand_off",
+    "queue_from_settings",
+    "recover_unfinished",
+    "recover_unqueued",
+]
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_ATTEMPTS = 3
 _POLL_S = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    session_id: str
-    job_id: str
-    attempts: int = 0
-
-
-class JobQueue(Protocol):
-    max_attempts: int
-
-    async def enqueue(self, session_id: str) -> None:
-        """Queue the session unless a job for it is already pending or claimed."""
-        ...
-
-    async def claim(self, consumer: str, *, block_s: float) -> Job | None:
-        """Take the next pending job, waiting at most `block_s`; None if there is none."""
-        ...
-
-    async def ack(self, job: Job) -> None:
-        """The job is done (its VOD is published): remove it for good."""
-        ...
-
-    async def fail(self, job: Job, reason: str) -> bool:
-        """The attempt failed: back to pending, or dead after max_attempts. True if dead."""
-        ...
-
-    async def heartbeat(self, job: Job, consumer: str) -> None:
-        """The claim is still alive (resets its idle time)."""
-        ...
-
-    async def reclaim(self, consumer: str, *, idle_s: float) -> list[Job]:
-        """Take over jobs claimed by any consumer that has been silent for `idle_s`."""
-        ...
-
-    async def pending_count(self) -> int:
-        """Jobs not done yet: pending or claimed."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-def _safe_name(session_id: str) -> str:
-    if not session_id or "/" in session_id or "\\" in session_id or session_id.startswith("."):
-        raise ValueError(f"bad session id {session_id!r}")
-    return f"{session_id}.json"
+_REQUEUING = ".requeue-"
+_REQUEUE_STALE_S = 60.0  # a dead letter taken by a requeue this long ago: that requeue died
 
 
 class LocalJobQueue:
@@ -122,7 +113,7 @@ class LocalJobQueue:
         return [p for p in self.claimed.glob(f"*/{name}") if p.is_file()]
 
     def _enqueue(self, session_id: str) -> bool:
-        name = _safe_name(session_id)
+        name = safe_name(session_id)
         if (self.pending / name).exists() or self._claimed_paths(name):
             return False
         tmp = self._write_tmp({"session_id": session_id, "job_id": uuid.uuid4().hex})
@@ -137,7 +128,7 @@ class LocalJobQueue:
         return True
 
     def _try_claim(self, consumer: str) -> Job | None:
-        mine = self.claimed / _safe_name(consumer).removesuffix(".json")
+        mine = self.claimed / safe_name(consumer).removesuffix(".json")
         mine.mkdir(parents=True, exist_ok=True)
         candidates: list[tuple[float, Path]] = []
         for path in self.pending.glob("*.json"):
@@ -157,7 +148,7 @@ class LocalJobQueue:
         return None
 
     def _find_claim(self, job: Job) -> Path | None:
-        name = _safe_name(job.session_id)
+        name = safe_name(job.session_id)
         for path in self._claimed_paths(name):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 if self._read(path).job_id == job.job_id:
@@ -178,8 +169,9 @@ class LocalJobQueue:
         data = {"session_id": job.session_id, "job_id": job.job_id, "attempts": attempts}
         if dead:
             data["reason"] = reason
+            data["failed_at"] = rfc3339(time.time())
         tmp = self._write_tmp(data)
-        target = (self.dead if dead else self.pending) / _safe_name(job.session_id)
+        target = (self.dead if dead else self.pending) / safe_name(job.session_id)
         os.replace(tmp, target)
         if path is not None:
             path.unlink(missing_ok=True)
@@ -192,7 +184,7 @@ class LocalJobQueue:
                 os.utime(path)
 
     def _reclaim(self, consumer: str, idle_s: float) -> list[Job]:
-        mine = self.claimed / _safe_name(consumer).removesuffix(".json")
+        mine = self.claimed / safe_name(consumer).removesuffix(".json")
         mine.mkdir(parents=True, exist_ok=True)
         cutoff = time.time() - idle_s
         taken: list[Job] = []
@@ -219,6 +211,67 @@ class LocalJobQueue:
             )
             taken.append(job)
         return taken
+
+    def _state(self, session_id: str) -> JobState | None:
+        name = safe_name(session_id)
+        if (self.pending / name).exists() or self._claimed_paths(name):
+            return "queued"
+        if self._dead_paths(name):
+            return "dead"
+        if (self.done / name).exists():
+            return "done"
+        return None
+
+    def _dead_paths(self, name: str) -> list[Path]:
+        """The session's dead letter, and any a requeue took but did not finish (a crash)."""
+        paths = [self.dead / name, *self.dead.glob(f"{name}{_REQUEUING}*")]
+        return [p for p in paths if p.is_file()]
+
+    def _dead_job(self, path: Path) -> DeadJob:
+        session_id = path.name.split(".json", 1)[0]
+        try:
+            when = rfc3339(path.stat().st_mtime)
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return DeadJob(
+                session_id=str(data["session_id"]),
+                job_id=str(data.get("job_id", "")),
+                attempts=int(data.get("attempts", 0)),
+                reason=str(data.get("reason", "")),
+                failed_at=str(data.get("failed_at") or when),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            # put here by _try_claim: the job file itself could not be read
+            return DeadJob(session_id, "", 0, f"unreadable job file: {exc}", when)
+
+    def _list_dead(self) -> list[DeadJob]:
+        latest: dict[str, DeadJob] = {}
+        for path in self.dead.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                job = self._dead_job(path)
+                if job.session_id not in latest or latest[job.session_id].failed_at < job.failed_at:
+                    latest[job.session_id] = job
+        return sorted(latest.values(), key=lambda j: (j.failed_at, j.session_id))
+
+    def _requeue(self, session_id: str) -> bool:
+        """Take the dead letter by a rename (one requeue wins), enqueue, then delete it: a
+        crash in between leaves it in dead/, still listed, and requeueable once stale."""
+        name = safe_name(session_id)
+        taken = self.dead / f"{name}{_REQUEUING}{uuid.uuid4().hex}"
+        cutoff = time.time() - _REQUEUE_STALE_S
+        for path in self._dead_paths(name):
+            try:
+                if path.name != name and path.stat().st_mtime > cutoff:
+                    continue  # another requeue is in progress
+                os.rename(path, taken)
+                os.utime(taken)  # fresh: in progress (a rename keeps the mtime)
+                break
+            except FileNotFoundError:  # another requeue took it first
+                continue
+        else:
+            return False
+        self._enqueue(session_id)  # attempts start again at 0; a no-op if already queued
+        taken.unlink(missing_ok=True)
+        return True
 
     # --- JobQueue -------------------------------------------------------------------------
 
@@ -255,140 +308,20 @@ class LocalJobQueue:
             list(self.claimed.glob("*/*.json"))
         )
 
-    async def close(self) -> None:
-        return None
+    async def state(self, session_id: str) -> JobState | None:
+        return await asyncio.to_thread(self._state, session_id)
 
+    async def list_dead(self) -> list[DeadJob]:
+        return await asyncio.to_thread(self._list_dead)
 
-# Enqueue only if no job for the session is pending or claimed (KEYS[2] marks one).
-_ENQUEUE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return false end
-local id = redis.call('XADD', KEYS[1], '*', 'session_id', ARGV[1], 'attempts', '0')
-redis.call('SET', KEYS[2], id)
-return id
-"""
-
-
-class RedisJobQueue:
-    """Redis Stream + consumer group; entries stay pending (PEL) until acked."""
-
-    def __init__(
-        self,
-        url: str,
-        stream: str = "sfu:vod:jobs",
-        group: str = "vod-workers",
-        *,
-        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    ) -> None:
-        import redis.asyncio as aioredis
-
-        self.stream = stream
-        self.group = group
-        self.dead_stream = f"{stream}:dead"
-        self.max_attempts = max_attempts
-        self._redis: Any = aioredis.from_url(url, decode_responses=True, socket_timeout=30)
-        self._group_ready = False
-
-    def __repr__(self) -> str:
-        return f"RedisJobQueue({self.stream!r}, {self.group!r})"
-
-    def _marker(self, session_id: str) -> str:
-        return f"{self.stream}:session:{session_id}"
-
-    async def _ensure_group(self) -> None:
-        if self._group_ready:
-            return
-        from redis.exceptions import ResponseError
-
-        try:
-            await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        self._group_ready = True
-
-    @staticmethod
-    def _job(entry_id: str, fields: dict[str, str], extra_attempts: int = 0) -> Job:
-        attempts = int(fields.get("attempts", "0")) + extra_attempts
-        return Job(fields["session_id"], entry_id, attempts)
-
-    async def enqueue(self, session_id: str) -> None:
-        _safe_name(session_id)
-        await self._ensure_group()
-        added = await self._redis.eval(
-            _ENQUEUE, 2, self.stream, self._marker(session_id), session_id
-        )
-        if added:
-            logger.info("vod queue: enqueued session %s as %s", session_id, added)
-
-    async def claim(self, consumer: str, *, block_s: float) -> Job | None:
-        await self._ensure_group()
-        block_ms = max(1, int(block_s * 1000))
-        reply = await self._redis.xreadgroup(
-            self.group, consumer, {self.stream: ">"}, count=1, block=block_ms
-        )
-        for _stream, entries in reply or []:
-            for entry_id, fields in entries:
-                if fields and "session_id" in fields:
-                    return self._job(entry_id, fields)
-                await self._redis.xack(self.stream, self.group, entry_id)  # deleted entry
-        return None
-
-    async def ack(self, job: Job) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, self.group, job.job_id)
-            pipe.xdel(self.stream, job.job_id)
-            pipe.delete(self._marker(job.session_id))
-            await pipe.execute()
-
-    async def fail(self, job: Job, reason: str) -> bool:
-        attempts = job.attempts + 1
-        dead = attempts >= self.max_attempts
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, self.group, job.job_id)
-            pipe.xdel(self.stream, job.job_id)
-            if dead:
-                pipe.delete(self._marker(job.session_id))
-                fields = {"session_id": job.session_id, "attempts": attempts, "reason": reason}
-                pipe.xadd(self.dead_stream, fields)
-            else:
-                fields = {"session_id": job.session_id, "attempts": attempts}
-                pipe.xadd(self.stream, fields)
-            await pipe.execute()
-        return dead
-
-    async def heartbeat(self, job: Job, consumer: str) -> None:
-        await self._redis.xclaim(self.stream, self.group, consumer, 0, [job.job_id], justid=True)
-
-    async def reclaim(self, consumer: str, *, idle_s: float) -> list[Job]:
-        await self._ensure_group()
-        jobs: list[Job] = []
-        start = "0-0"
-        for _ in range(100):  # bounded: 100 pages of 100 entries
-            reply = await self._redis.xautoclaim(
-                self.stream, self.group, consumer, int(idle_s * 1000), start, count=100
-            )
-            start, entries = reply[0], reply[1]
-            for entry_id, fields in entries:
-                if not fields or "session_id" not in fields:
-                    await self._redis.xack(self.stream, self.group, entry_id)
-                    continue
-                info = await self._redis.xpending_range(
-                    self.stream, self.group, min=entry_id, max=entry_id, count=1
-                )
-                delivered = int(info[0]["times_delivered"]) if info else 2
-                job = self._job(entry_id, fields, extra_attempts=max(1, delivered - 1))
-                logger.warning("vod queue: took over job %s (%s)", entry_id, job.session_id)
-                jobs.append(job)
-            if start in ("0-0", "0"):
-                break
-        return jobs
-
-    async def pending_count(self) -> int:
-        await self._ensure_group()
-        return int(await self._redis.xlen(self.stream))
+    async def requeue(self, session_id: str) -> bool:
+        requeued = await asyncio.to_thread(self._requeue, session_id)
+        if requeued:
+            logger.info("vod queue: requeued dead session %s", session_id)
+        return requeued
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        return None
 
 
 def queue_from_settings(settings: Settings) -> JobQueue:
@@ -440,7 +373,45 @@ async def recover_unfinished(recordings_dir: Path | str, queue: JobQueue) -> lis
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.error("recording %s: cannot finalise after a crash: %s", session_dir, exc)
             continue
-        await queue.enqueue(manifest.session_id)
+        await hand_off(root, queue, manifest.session_id)
         logger.warning("recording %s: finalised after a crash and enqueued", manifest.session_id)
         recovered.append(manifest.session_id)
     return recovered
+
+
+async def hand_off(recordings_dir: Path | str, queue: JobQueue, session_id: str) -> None:
+    """Enqueue a finalised session, then write its `queued.json` marker.
+
+    The marker is written only once the queue holds the job, so a crash in between leaves a
+    finalised session without one, which `recover_unqueued` hands off at the next start (a
+    second enqueue of a queued session is a no-op). Redis errors surface as ConnectionError,
+    which the room's recording logs without failing the room."""
+    try:
+        await queue.enqueue(session_id)
+    except RedisError as exc:
+        raise ConnectionError(f"vod queue unavailable: {exc}") from exc
+    await asyncio.to_thread(mark_queued, Path(recordings_dir) / session_id)
+
+
+async def recover_unqueued(recordings_dir: Path | str, queue: JobQueue) -> list[str]:
+    """Hand off every finalised session without a `queued.json` marker; the ids enqueued.
+
+    A session the queue already knows (queued, done: published, or dead: left to an
+    operator's `requeue`) is only marked, so a published session is never rendered again."""
+    root = Path(recordings_dir)
+    enqueued: list[str] = []
+    for manifest in await asyncio.to_thread(find_unqueued, root):
+        session_id = manifest.session_id
+        try:
+            state = await queue.state(session_id)
+        except ValueError as exc:  # a session id the queue cannot hold
+            logger.error("recording %s: cannot be queued: %s", session_id, exc)
+            continue
+        if state is None:
+            await queue.enqueue(session_id)
+            enqueued.append(session_id)
+            logger.warning("recording %s: finalised but never queued; enqueued", session_id)
+        else:
+            logger.info("recording %s: already known to the queue (%s)", session_id, state)
+        await asyncio.to_thread(mark_queued, root / session_id)
+    return enqueued

@@ -1,8 +1,9 @@
 """TrackRecorder: a TrackFanout tap that records one published track to one Matroska file.
 
-The tap only appends to a bounded queue (drops are counted and make video wait for the next
-keyframe); a writer task drains it in batches, and depayloading and muxing run in a worker
-thread so file I/O never stalls the event loop.
+The tap only appends to a bounded queue (drops are counted, logged once per overflow, and make
+video wait for the next keyframe); a writer task drains it in batches, and depayloading and
+muxing run in a worker thread so file I/O never stalls the event loop. A writer that stalls
+(a hung disk) therefore costs recorded packets, never forwarding time.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
+from typing import Protocol
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu import metrics
-from sfu.recording.assembler import FrameAssembler
+from sfu.recording.assembler import Frame, FrameAssembler
 from sfu.recording.bitstream import codec_name
 from sfu.recording.writer import MatroskaWriter
 
@@ -36,6 +38,21 @@ BATCH_WAKE = 256
 _Item = tuple[int, int, bool, bytes, float]
 
 
+class FrameWriter(Protocol):
+    """Where the recorder's worker thread puts assembled frames (`MatroskaWriter`)."""
+
+    frames_written: int
+    frames_skipped: int
+    first_arrival: float | None
+
+    @property
+    def opened(self) -> bool: ...
+
+    def write(self, frame: Frame) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class TrackRecorder:
     def __init__(
         self,
@@ -48,7 +65,9 @@ class TrackRecorder:
         reorder_window: int = 100,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
+        writer: FrameWriter | None = None,
     ) -> None:
+        """`writer`: where frames go (default: a MatroskaWriter on `path`)."""
         self.path = path
         self.codec = codec_name(codec)
         self.kind = "audio" if self.codec == "opus" else "video"
@@ -68,7 +87,7 @@ class TrackRecorder:
         self._closed = False
         self._lock = threading.Lock()  # the assembler and the writer belong to one thread at a time
         self._assembler = FrameAssembler(self.codec, window=reorder_window)
-        self._writer = MatroskaWriter(path, self.codec)
+        self._writer: FrameWriter = writer or MatroskaWriter(path, self.codec)
         self._reported_first = False
         self._dropped_metric = metrics.RECORDING_PACKETS_DROPPED.labels(self.kind)
         self._frames_metric = metrics.RECORDING_FRAMES_WRITTEN.labels(self.kind)
@@ -105,7 +124,13 @@ class TrackRecorder:
             return
         if len(self._queue) >= self.queue_limit:
             self.packets_dropped += 1
-            self._overflowed = True
+            if not self._overflowed:
+                self._overflowed = True
+                logger.warning(
+                    "recorder %s: writer behind, queue full (%d packets): dropping packets",
+                    self.path,
+                    self.queue_limit,
+                )
             return
         self._queue.append(
             (

@@ -3,7 +3,9 @@
 Layout: `<root>/<session_id>/manifest.json` and `<root>/<session_id>/tracks/
 <participant>-<source>-<segment>.mkv`. The manifest is rewritten atomically (temp file +
 os.replace) at every change, so a crash leaves the last consistent one with
-`status: "recording"`; `find_unfinished` lists those for the hand-off step.
+`status: "recording"`; `find_unfinished` lists those for the hand-off step. Once the finalised
+session is in the VOD job queue, `<session_id>/queued.json` records it (`mark_queued`);
+`find_unqueued` lists finalised sessions without it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sfu.recording.recorder import TrackRecorder
 logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+QUEUED_MARKER = "queued.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 
@@ -107,6 +110,42 @@ def find_unfinished(root_dir: Path | str) -> list[SessionManifest]:
         if manifest.status == "recording":
             found.append(manifest)
     return found
+
+
+def find_unqueued(root_dir: Path | str) -> list[SessionManifest]:
+    """Finalised sessions without a `queued.json` marker (unreadable manifests are skipped)."""
+    found: list[SessionManifest] = []
+    root = Path(root_dir)
+    if not root.is_dir():
+        return found
+    for path in sorted(root.glob(f"*/{MANIFEST}")):
+        if (path.parent / QUEUED_MARKER).exists():
+            continue
+        try:
+            manifest = SessionManifest.read(path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("unreadable recording manifest %s: %s", path, exc)
+            continue
+        if manifest.status == "finalised":
+            found.append(manifest)
+    return found
+
+
+def mark_queued(session_dir: Path) -> None:
+    """Record durably that the session's job is in the queue (temp file, fsync, rename)."""
+    marker = session_dir / QUEUED_MARKER
+    tmp = session_dir / f".{QUEUED_MARKER}.{os.getpid()}.tmp"
+    data = {"session_id": session_dir.name, "queued_at": rfc3339(time.time())}
+    with open(tmp, "w", encoding="utf-8") as out:
+        json.dump(data, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, marker)
+    fd = os.open(session_dir, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class RecordingSession:

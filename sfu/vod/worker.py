@@ -5,13 +5,15 @@ the event loop heartbeats the claim) → upload under `vod/sessions/{session_id}
 first, `master.m3u8` last, never replacing a published segment) → ack → `recording_ready`
 webhook. A failed attempt goes back to the queue; after the last one, `recording_failed`.
 `once`: reclaim stale jobs, process everything queued, return. Otherwise loop until SIGTERM
-or SIGINT, finishing the job in hand first.
+or SIGINT, finishing the job in hand first. `list_dead` and `requeue_dead` are the operator's
+handles on dead letters (`sfu vod-worker --list-dead`, `--requeue SESSION_ID`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import shutil
 import signal
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfu import metrics
-from sfu.recording.handoff import Job, JobQueue, queue_from_settings
+from sfu.recording.handoff import DeadJob, Job, JobQueue, queue_from_settings
 from sfu.recording.session import MANIFEST, SessionManifest
 from sfu.settings import Settings
 from sfu.storage import ObjectStore, store_from_settings
@@ -230,3 +232,26 @@ async def run_worker(
         stats.failed,
     )
     return 1 if stats.failed or stats.retried else 0
+
+
+async def list_dead(settings: Settings) -> list[DeadJob]:
+    """The queue's dead letters (`sfu vod-worker --list-dead`)."""
+    queue = queue_from_settings(settings)
+    try:
+        return await queue.list_dead()
+    finally:
+        await queue.close()
+
+
+def dead_json_lines(jobs: list[DeadJob]) -> str:
+    return "".join(json.dumps(job.to_json(), sort_keys=True) + "\n" for job in jobs)
+
+
+async def requeue_dead(settings: Settings, session_id: str) -> bool:
+    """Put a dead session back in the queue with its attempts reset (`--requeue`); False if
+    the queue has no dead job for it."""
+    queue = queue_from_settings(settings)
+    try:
+        return await queue.requeue(session_id)
+    finally:
+        await queue.close()

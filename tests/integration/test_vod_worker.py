@@ -1,4 +1,5 @@
-"""`sfu vod-worker` end to end: local queue, file:// store, signed webhooks, a killed worker."""
+"""`sfu vod-worker` end to end: local queue, file:// store, signed webhooks, a killed worker,
+dead letters listed and requeued from the command line."""
 
 from __future__ import annotations
 
@@ -238,3 +239,58 @@ async def test_killed_worker_job_is_reclaimed(tmp_path: Path, tracks_dir: Path) 
     await _queue_empty(data)
     assert not list((data / "vod-queue/claimed").glob("*/*.json"))
     assert not list((data / "vod-work").iterdir())  # the rescuer's scratch is gone
+
+
+async def test_dead_job_is_listed_and_requeued_from_the_cli(
+    tmp_path: Path, tracks_dir: Path
+) -> None:
+    data = tmp_path / "data"
+    session = _make_session(data / "recordings", tracks_dir)
+    manifest = (session / "manifest.json").read_bytes()
+    (session / "manifest.json").write_text("{ not a manifest")  # every render of it fails
+    env = _env(data, SFU_VOD_MAX_ATTEMPTS="1")
+    await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+    code, err = await _run_worker(env, "--once")
+    assert code == 1, err
+    assert (data / "vod-queue/dead" / f"{SESSION_ID}.json").is_file()
+
+    code, out, err = await _run_cli(env, "--list-dead")
+    assert code == 0, err
+    [line] = out.splitlines()
+    dead = json.loads(line)
+    assert dead["session_id"] == SESSION_ID and dead["attempts"] == 1
+    assert dead["reason"] and dead["failed_at"].endswith("Z")
+
+    code, out, err = await _run_cli(env, "--requeue", "no-such-session")
+    assert code != 0
+    assert "no dead job for session 'no-such-session'" in err
+    code, out, err = await _run_cli(env, "--requeue", "../escape")
+    assert code != 0 and "bad session id" in err
+
+    (session / "manifest.json").write_bytes(manifest)  # the operator fixed the cause
+    code, out, err = await _run_cli(env, "--requeue", SESSION_ID)
+    assert code == 0, err
+    code, out, err = await _run_cli(env, "--list-dead")
+    assert code == 0 and out == "", (out, err)
+    code, err = await _run_worker(env, "--once")
+    assert code == 0, err
+    _check_published(data)
+    await _queue_empty(data)
+
+
+async def _run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """`sfu vod-worker ARGS` → (exit status, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *_worker(env, *args),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode(errors="replace")

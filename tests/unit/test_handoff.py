@@ -8,12 +8,20 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from sfu.recording.handoff import JobQueue, LocalJobQueue, RedisJobQueue, recover_unfinished
-from sfu.recording.session import SessionManifest
+from sfu.recording.handoff import (
+    JobQueue,
+    LocalJobQueue,
+    RedisJobQueue,
+    hand_off,
+    recover_unfinished,
+    recover_unqueued,
+)
+from sfu.recording.session import QUEUED_MARKER, RecordingSession, SessionManifest
 from tests.sfu_process import redis_server
 
 MakeQueue = Callable[..., JobQueue]
@@ -207,6 +215,8 @@ async def test_recover_unfinished(tmp_path: Path) -> None:
     )
     job = await queue.claim("w", block_s=0)
     assert job is not None and job.session_id == "crashed"
+    assert (session / QUEUED_MARKER).is_file()  # handed off: not queued again at next start
+    assert not (done / QUEUED_MARKER).exists()  # finalised before: recover_unqueued's business
     assert await recover_unfinished(root, queue) == []  # nothing left "recording"
 
 
@@ -231,3 +241,211 @@ async def test_publish_never_replaces_a_segment(tmp_path: Path) -> None:
     with pytest.raises(SegmentConflict):
         await publish_dir(store, "s1", out)
     assert await store.get("vod/sessions/s1/720p/seg0.ts") == b"segment-0"
+
+
+# --- dead letters an operator can act on ---------------------------------------------------
+
+
+async def _kill(queue: JobQueue, session_id: str, reason: str) -> None:
+    """Enqueue the session and fail its job until it is dead."""
+    await queue.enqueue(session_id)
+    for _ in range(queue.max_attempts):
+        job = await queue.claim("w", block_s=0.1)
+        assert job is not None and job.session_id == session_id
+        if await queue.fail(job, reason):
+            return
+    raise AssertionError(f"{session_id} did not die")
+
+
+async def test_state_follows_the_job(make_queue: MakeQueue) -> None:
+    queue = make_queue(max_attempts=1)
+    assert await queue.state("s1") is None
+    await queue.enqueue("s1")
+    assert await queue.state("s1") == "queued"
+    job = await queue.claim("a", block_s=0.1)
+    assert job is not None
+    assert await queue.state("s1") == "queued"  # claimed is still queued
+    await queue.ack(job)
+    assert await queue.state("s1") == "done"
+    await _kill(queue, "s2", "boom")
+    assert await queue.state("s2") == "dead"
+    assert await queue.state("s3") is None
+
+
+async def test_dead_jobs_are_listed_and_requeued(make_queue: MakeQueue) -> None:
+    queue = make_queue(max_attempts=2)
+    before = time.time()
+    await _kill(queue, "bad-1", "RenderError: no video")
+    await _kill(queue, "bad-2", "OSError: disk full")
+    await queue.enqueue("fine")
+    dead = await queue.list_dead()
+    assert [(d.session_id, d.attempts, d.reason) for d in dead] == [
+        ("bad-1", 2, "RenderError: no video"),
+        ("bad-2", 2, "OSError: disk full"),
+    ]
+    for d in dead:
+        failed_at = datetime.fromisoformat(d.failed_at.replace("Z", "+00:00")).timestamp()
+        assert before - 1 <= failed_at <= time.time() + 1
+        assert d.job_id
+        assert set(json.loads(json.dumps(d.to_json()))) == {
+            "session_id", "job_id", "attempts", "reason", "failed_at"
+        }  # fmt: skip
+
+    assert await queue.requeue("nope") is False
+    assert await queue.requeue("fine") is False  # queued, not dead
+    assert await queue.requeue("bad-1") is True
+    assert await queue.requeue("bad-1") is False  # no longer dead
+    assert [d.session_id for d in await queue.list_dead()] == ["bad-2"]
+    assert await queue.state("bad-1") == "queued"
+    assert await queue.pending_count() == 2
+    jobs = {}
+    for _ in range(2):
+        job = await queue.claim("w", block_s=0.1)
+        assert job is not None
+        jobs[job.session_id] = job
+    assert set(jobs) == {"fine", "bad-1"}
+    assert jobs["bad-1"].attempts == 0  # a fresh start: max_attempts more tries
+    assert await queue.fail(jobs["bad-1"], "again") is False
+    retry = await queue.claim("w", block_s=0.1)
+    assert retry is not None and retry.session_id == "bad-1" and retry.attempts == 1
+    await queue.ack(retry)
+    assert await queue.state("bad-1") == "done"
+    assert [d.session_id for d in await queue.list_dead()] == ["bad-2"]
+
+
+async def test_a_session_dead_twice_is_listed_once(make_queue: MakeQueue) -> None:
+    queue = make_queue(max_attempts=1)
+    await _kill(queue, "s1", "first")
+    await queue.enqueue("s1")  # queued again (not requeued): its dead letter stays
+    await _kill(queue, "s1", "second")
+    assert [(d.session_id, d.reason) for d in await queue.list_dead()] == [("s1", "second")]
+    assert await queue.requeue("s1") is True
+    assert await queue.list_dead() == []
+    assert await queue.pending_count() == 1
+
+
+async def test_concurrent_requeues_enqueue_once(make_queue: MakeQueue) -> None:
+    first, second = make_queue(max_attempts=1), make_queue(max_attempts=1)
+    await _kill(first, "s1", "boom")
+    results = await asyncio.gather(first.requeue("s1"), second.requeue("s1"))
+    assert sorted(results) == [False, True]
+    assert await first.pending_count() == 1
+    assert await first.list_dead() == []
+
+
+def test_local_dead_letter_of_an_unreadable_job(tmp_path: Path) -> None:
+    queue = LocalJobQueue(tmp_path)
+    (tmp_path / "pending/broken.json").write_text("{not json")
+
+    async def scenario() -> None:
+        assert await queue.claim("w", block_s=0) is None  # moved to dead/
+        [dead] = await queue.list_dead()
+        assert dead.session_id == "broken" and "unreadable" in dead.reason
+        assert await queue.requeue("broken") is True
+        job = await queue.claim("w", block_s=0)
+        assert job is not None and job.session_id == "broken" and job.attempts == 0
+
+    asyncio.run(scenario())
+
+
+def test_local_requeue_interrupted_by_a_crash(tmp_path: Path) -> None:
+    queue = LocalJobQueue(tmp_path, max_attempts=1)
+
+    async def scenario() -> None:
+        await _kill(queue, "s1", "boom")
+        # a requeue took the dead letter (its rename) and the process died before enqueueing
+        leftover = tmp_path / "dead/s1.json.requeue-0123"
+        os.rename(tmp_path / "dead/s1.json", leftover)
+        assert [(d.session_id, d.reason) for d in await queue.list_dead()] == [("s1", "boom")]
+        assert await queue.state("s1") == "dead"
+        assert await queue.requeue("s1") is False  # may still be in progress: left alone
+        old = time.time() - 120
+        os.utime(leftover, (old, old))  # that requeue is long dead
+        assert await queue.requeue("s1") is True
+        assert await queue.list_dead() == [] and list((tmp_path / "dead").iterdir()) == []
+        job = await queue.claim("w", block_s=0)
+        assert job is not None and job.session_id == "s1" and job.attempts == 0
+
+    asyncio.run(scenario())
+
+
+# --- finalised but never queued ------------------------------------------------------------
+
+
+async def _finalised(root: Path, session_id: str) -> Path:
+    """A real session, finalised on disk (what RoomRecording.finish does before the hand-off)."""
+    session = RecordingSession(root, session_id, "room-1")
+    session.participant_joined("p1", "u1", "Kim", "mentor")
+    await session.finalise()
+    assert SessionManifest.read(session.manifest_path).status == "finalised"
+    return session.dir
+
+
+async def test_crash_before_enqueue_is_recovered(make_queue: MakeQueue, tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    lost = await _finalised(root, "lost")  # the SFU died here: finalised, never enqueued
+    queue = make_queue()
+    assert await recover_unqueued(root, queue) == ["lost"]
+    assert (lost / QUEUED_MARKER).is_file()
+    job = await queue.claim("w", block_s=0.1)
+    assert job is not None and job.session_id == "lost"
+    assert await recover_unqueued(root, queue) == []  # marked: not again at the next start
+    await queue.ack(job)
+    assert await recover_unqueued(root, make_queue()) == []  # a restart: published, not again
+    assert await queue.pending_count() == 0
+
+
+async def test_recovery_never_requeues_what_the_queue_knows(
+    make_queue: MakeQueue, tmp_path: Path
+) -> None:
+    root = tmp_path / "recordings"
+    queue = make_queue(max_attempts=1)
+    for name in ("queued", "published", "dead", "marked", "unknown"):
+        await _finalised(root, name)
+    RecordingSession(root, "live", "room-2")  # still "recording": recover_unfinished's business
+    # crashes after the enqueue, before the marker: the queue holds each at another stage
+    await queue.enqueue("queued")
+    await queue.enqueue("published")
+    job = await queue.claim("w", block_s=0.1)
+    assert job is not None and job.session_id == "queued"
+    other = await queue.claim("w", block_s=0.1)
+    assert other is not None and other.session_id == "published"
+    await queue.ack(other)
+    await _kill(queue, "dead", "boom")
+    await hand_off(root, queue, "marked")
+    marked = await queue.claim("w", block_s=0.1)
+    assert marked is not None and marked.session_id == "marked"
+    await queue.ack(marked)
+    await queue.enqueue("marked-again")  # a job whose session folder is gone: ignored
+
+    assert await recover_unqueued(root, queue) == ["unknown"]
+    for name in ("queued", "published", "dead", "marked", "unknown"):
+        assert (root / name / QUEUED_MARKER).is_file(), name
+    assert not (root / "live" / QUEUED_MARKER).exists()
+    assert await queue.state("published") == "done"  # not rendered a second time
+    assert [d.session_id for d in await queue.list_dead()] == ["dead"]
+    assert await queue.pending_count() == 3  # queued (claimed), marked-again, unknown
+    assert await recover_unqueued(root, queue) == []
+
+
+class _Unreachable:
+    """A queue whose enqueue fails like a Redis that is down."""
+
+    max_attempts = 3
+
+    async def enqueue(self, session_id: str) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        raise RedisConnectionError("Connection refused")
+
+
+async def test_failed_hand_off_leaves_no_marker(make_queue: MakeQueue, tmp_path: Path) -> None:
+    root = tmp_path / "recordings"
+    session = await _finalised(root, "s1")
+    with pytest.raises(ConnectionError, match="vod queue unavailable"):
+        await hand_off(root, _Unreachable(), "s1")  # type: ignore[arg-type]
+    assert not (session / QUEUED_MARKER).exists()
+    queue = make_queue()
+    assert await recover_unqueued(root, queue) == ["s1"]  # the next start queues it
+    await hand_off(root, queue, "s1")  # a late retry of the hand-off: still one job
+    assert await queue.pending_count() == 1

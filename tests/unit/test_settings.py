@@ -175,6 +175,7 @@ def test_unknown_key_in_toml_file_is_refused(
         ({"SFU_HTTP_PORT": "0"}, "SFU_HTTP_PORT"),
         ({"SFU_HTTP_PORT": "eighty"}, "SFU_HTTP_PORT"),
         ({"SFU_JWT_SECRET": "short"}, "SFU_JWT_SECRET"),
+        ({"SFU_EVENT_LOOP": "trio"}, "SFU_EVENT_LOOP"),
         ({"SFU_LOG_LEVEL": "LOUD"}, "SFU_LOG_LEVEL"),
         ({"SFU_ICE_TIMEOUT_S": "-1"}, "SFU_ICE_TIMEOUT_S"),
     ],

@@ -22,9 +22,9 @@ from sfu.recording.handoff import (
     JobQueue,
     hand_off,
     queue_from_settings,
-    recover_unfinished,
-    recover_unqueued,
 )
+from sfu.recording.session import RecordingSession
+from sfu.recording.watch import RecordingWatch
 from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
@@ -82,8 +82,7 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
 
 async def _vod_queue(app: web.Application) -> AsyncIterator[None]:
     """The hand-off to the VOD pipeline: Redis Stream when REDIS_URL is set, else a local
-    durable queue. At start, sessions a crash left in "recording" are finalised and queued,
-    and finalised sessions a crash kept from being queued (no `queued.json`) are queued."""
+    durable queue (recovery of what a crash left behind: `_recording_watch`)."""
     settings = app[SETTINGS]
     queue = queue_from_settings(settings)
     app[VOD_QUEUE] = queue
@@ -93,14 +92,37 @@ async def _vod_queue(app: web.Application) -> AsyncIterator[None]:
         await hand_off(root, queue, session_id)
 
     app[VOD_HAND_OFF] = finalised
-    recovered = await recover_unfinished(root, queue)
-    if recovered:
-        logger.info("recovered %d unfinished recordings: %s", len(recovered), recovered)
-    unqueued = await recover_unqueued(root, queue)
-    if unqueued:
-        logger.info("queued %d finalised recordings never queued: %s", len(unqueued), unqueued)
     yield
     await queue.close()
+
+
+def _live_sessions(manager: RoomManager) -> list[RecordingSession]:
+    live = (r.recording.live_session for r in manager.rooms.values() if r.recording is not None)
+    return [s for s in live if s is not None]
+
+
+async def _recording_watch(app: web.Application) -> AsyncIterator[None]:
+    """At start, sessions a crash left in "recording" are finalised and queued, and finalised
+    sessions a crash kept from being queued (no `queued.json`) are queued; then heartbeats for
+    the sessions recorded here and adoption of sessions other nodes abandoned (a shared
+    recordings volume), see sfu/recording/watch.py."""
+    settings = app[SETTINGS]
+    manager = app[MANAGER]
+    watch = RecordingWatch(
+        settings.recordings_root,
+        app[VOD_QUEUE],
+        lambda: _live_sessions(manager),
+        node_id=settings.node_id,
+        orphan_s=settings.recording_orphan_s,
+    )
+    recovered, unqueued = await watch.recover_at_start()
+    if recovered:
+        logger.info("recovered %d unfinished recordings: %s", len(recovered), recovered)
+    if unqueued:
+        logger.info("queued %d finalised recordings never queued: %s", len(unqueued), unqueued)
+    watch.start()
+    yield
+    await watch.close()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:
@@ -145,6 +167,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(webhooks_ctx)
     app.cleanup_ctx.append(_vod_queue)
     app.cleanup_ctx.append(_media)
+    app.cleanup_ctx.append(_recording_watch)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(stun_ctx)
     app.on_shutdown.append(_close_sockets)

@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     vod_claim_idle_s: float = Field(default=300.0, gt=0, le=86_400)
     """A job claimed by a worker that sent no heartbeat for this long is taken over by
     another worker (workers heartbeat every third of it while rendering)."""
+    recording_orphan_s: float = Field(default=60.0, ge=3, le=86_400)
+    """A session still "recording" whose heartbeat (touched every sixth of this) is older than
+    this belongs to a node that stopped: any SFU sharing the recordings volume finalises and
+    queues it (scanned every half of this)."""
     vod_poll_s: float = Field(default=5.0, gt=0, le=60)
     """Longest a worker waits for a job in one claim call (bounds SIGTERM latency)."""
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -362,11 +363,24 @@ def finalise_crashed(session_dir: Path) -> SessionManifest:
     return manifest
 
 
-async def recover_unfinished(recordings_dir: Path | str, queue: JobQueue) -> list[str]:
-    """Finalise and enqueue every session a crash left in "recording"; their ids."""
+async def recover_unfinished(
+    recordings_dir: Path | str,
+    queue: JobQueue,
+    *,
+    node_id: str | None = None,
+    stale_after_s: float | None = None,
+    live: frozenset[str] = frozenset(),
+) -> list[str]:
+    """Finalise and enqueue every session a crash left in "recording"; their ids.
+
+    `node_id`, `stale_after_s` and `live` say which sessions are abandoned when several nodes
+    share the directory (see `find_unfinished`)."""
     root = Path(recordings_dir)
     recovered: list[str] = []
-    for manifest in await asyncio.to_thread(find_unfinished, root):
+    abandoned = functools.partial(
+        find_unfinished, root, node_id=node_id, stale_after_s=stale_after_s, live=live
+    )
+    for manifest in await asyncio.to_thread(abandoned):
         session_dir = root / manifest.session_id
         try:
             await asyncio.to_thread(finalise_crashed, session_dir)
@@ -393,14 +407,18 @@ async def hand_off(recordings_dir: Path | str, queue: JobQueue, session_id: str)
     await asyncio.to_thread(mark_queued, Path(recordings_dir) / session_id)
 
 
-async def recover_unqueued(recordings_dir: Path | str, queue: JobQueue) -> list[str]:
+async def recover_unqueued(
+    recordings_dir: Path | str, queue: JobQueue, *, stale_after_s: float | None = None
+) -> list[str]:
     """Hand off every finalised session without a `queued.json` marker; the ids enqueued.
 
     A session the queue already knows (queued, done: published, or dead: left to an
-    operator's `requeue`) is only marked, so a published session is never rendered again."""
+    operator's `requeue`) is only marked, so a published session is never rendered again.
+    `stale_after_s`: only sessions finalised longer ago (another node may be handing off)."""
     root = Path(recordings_dir)
     enqueued: list[str] = []
-    for manifest in await asyncio.to_thread(find_unqueued, root):
+    unqueued = functools.partial(find_unqueued, root, stale_after_s=stale_after_s)
+    for manifest in await asyncio.to_thread(unqueued):
         session_id = manifest.session_id
         try:
             state = await queue.state(session_id)

@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 QUEUED_MARKER = "queued.json"
+HEARTBEAT = "heartbeat"
+"""Touched while the session records (`RecordingSession.heartbeat`): on a recordings volume
+shared by several SFU nodes, a "recording" session whose heartbeat is old belongs to a node
+that stopped, and any node may finalise it."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
 
 
@@ -64,6 +68,7 @@ class SessionManifest:
     status: str = "recording"  # or "finalised"
     participants: list[ParticipantEntry] = field(default_factory=list)
     tracks: list[TrackEntry] = field(default_factory=list)
+    node_id: str | None = None  # the SFU node that records it (SFU_NODE_ID)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +83,7 @@ class SessionManifest:
             status=str(data["status"]),
             participants=[ParticipantEntry(**p) for p in data.get("participants", [])],
             tracks=[TrackEntry(**t) for t in data.get("tracks", [])],
+            node_id=data.get("node_id"),
         )
 
     def write(self, path: Path) -> None:
@@ -95,25 +101,64 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def find_unfinished(root_dir: Path | str) -> list[SessionManifest]:
-    """Sessions a crash left in `status: "recording"` (unreadable manifests are skipped)."""
-    found: list[SessionManifest] = []
+def last_sign_of_life(session_dir: Path) -> float:
+    """When the session was last known to be written: its heartbeat's mtime, else the newest
+    mtime of its manifest and track files (sessions recorded before heartbeats existed)."""
+    try:
+        return (session_dir / HEARTBEAT).stat().st_mtime
+    except OSError:
+        pass
+    times = [p.stat().st_mtime for p in (session_dir / MANIFEST, *session_dir.glob("tracks/*"))]
+    return max(times, default=0.0)
+
+
+def _manifests(root_dir: Path | str) -> list[tuple[Path, SessionManifest]]:
+    found: list[tuple[Path, SessionManifest]] = []
     root = Path(root_dir)
     if not root.is_dir():
         return found
     for path in sorted(root.glob(f"*/{MANIFEST}")):
         try:
-            manifest = SessionManifest.read(path)
+            found.append((path, SessionManifest.read(path)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unreadable recording manifest %s: %s", path, exc)
-            continue
-        if manifest.status == "recording":
-            found.append(manifest)
     return found
 
 
-def find_unqueued(root_dir: Path | str) -> list[SessionManifest]:
-    """Finalised sessions without a `queued.json` marker (unreadable manifests are skipped)."""
+def find_unfinished(
+    root_dir: Path | str,
+    *,
+    node_id: str | None = None,
+    stale_after_s: float | None = None,
+    live: frozenset[str] = frozenset(),
+    now: float | None = None,
+) -> list[SessionManifest]:
+    """Sessions a crash left in `status: "recording"` (unreadable manifests are skipped).
+
+    Without `stale_after_s`, every such session not in `live` (one SFU owns the directory).
+    With it (a directory shared by several nodes), only those recorded by `node_id` (this node
+    before it restarted) or whose last sign of life is older than `stale_after_s` seconds."""
+    clock = time.time() if now is None else now
+    found: list[SessionManifest] = []
+    for path, manifest in _manifests(root_dir):
+        if manifest.status != "recording" or manifest.session_id in live:
+            continue
+        if stale_after_s is not None and not (
+            (node_id is not None and manifest.node_id == node_id)
+            or clock - last_sign_of_life(path.parent) > stale_after_s
+        ):
+            continue
+        found.append(manifest)
+    return found
+
+
+def find_unqueued(
+    root_dir: Path | str, *, stale_after_s: float | None = None, now: float | None = None
+) -> list[SessionManifest]:
+    """Finalised sessions without a `queued.json` marker (unreadable manifests are skipped);
+    with `stale_after_s`, only those finalised more than that long ago (so a hand-off another
+    node is doing right now is left to it)."""
+    clock = time.time() if now is None else now
     found: list[SessionManifest] = []
     root = Path(root_dir)
     if not root.is_dir():
@@ -123,10 +168,11 @@ def find_unqueued(root_dir: Path | str) -> list[SessionManifest]:
             continue
         try:
             manifest = SessionManifest.read(path)
+            age = clock - path.stat().st_mtime
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unreadable recording manifest %s: %s", path, exc)
             continue
-        if manifest.status == "finalised":
+        if manifest.status == "finalised" and (stale_after_s is None or age > stale_after_s):
             found.append(manifest)
     return found
 
@@ -157,16 +203,24 @@ class RecordingSession:
         *,
         clock: Callable[[], float] = time.time,
         recorder_options: dict[str, Any] | None = None,
+        node_id: str | None = None,
     ) -> None:
         self.dir = Path(root_dir) / session_id
         (self.dir / "tracks").mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self.started = clock()
-        self.manifest = SessionManifest(session_id, room_id, rfc3339(self.started))
+        self.manifest = SessionManifest(session_id, room_id, rfc3339(self.started), node_id=node_id)
+        self.heartbeat()
         self.recorders: dict[str, TrackRecorder] = {}
         self._entries: dict[str, TrackEntry] = {}
         self._recorder_options = recorder_options or {}
         self._save()
+
+    def heartbeat(self) -> None:
+        """Touch `heartbeat` (a blocking file operation: call from a thread on slow disks)."""
+        path = self.dir / HEARTBEAT
+        path.touch()
+        os.utime(path)
 
     @property
     def manifest_path(self) -> Path:

@@ -30,6 +30,7 @@ class RoomRecording:
         *,
         on_finalised: OnFinalised | None = None,
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
+        node_id: str | None = None,
     ) -> None:
         self.session_id = "SE_" + secrets.token_hex(8)
         self.status = "recording"
@@ -38,13 +39,18 @@ class RoomRecording:
         self._taps: dict[str, tuple[PublishedTrack, TrackRecorder]] = {}
         self.session: RecordingSession | None = None
         try:
-            self.session = RecordingSession(root, self.session_id, room_id)
+            self.session = RecordingSession(root, self.session_id, room_id, node_id=node_id)
         except OSError as exc:
             self.status = "failed"
             self.log.error("recording %s could not start: %s", self.session_id, exc)
 
     def to_json(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "status": self.status}
+
+    @property
+    def live_session(self) -> RecordingSession | None:
+        """The session while it records (its heartbeat is kept fresh), else None."""
+        return self.session if self.status == "recording" else None
 
     def joined(self, participant_id: str, user_id: str, name: str, role: str) -> None:
         if self.session is not None and self.status == "recording":

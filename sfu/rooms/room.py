@@ -60,7 +60,11 @@ class Room:
         self.recording: RoomRecording | None = None
         if options.record and recordings_dir is not None:
             self.recording = RoomRecording(
-                recordings_dir, self.room_id, on_finalised=on_recording_finalised, log=self.log
+                recordings_dir,
+                self.room_id,
+                on_finalised=on_recording_finalised,
+                log=self.log,
+                node_id=node_id,
             )
         self._reservations: dict[str, int] = {}
         self._lock = asyncio.Lock()

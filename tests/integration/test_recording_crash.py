@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -73,3 +74,62 @@ async def test_sfu_killed_mid_session_is_recovered_and_published() -> None:
     with av.open(str(vod / "360p" / "index.m3u8")) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames >= 25 * (recorded_s - 2.0)
+
+
+async def _until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+def _status(manifest_path: Path) -> str:
+    return str(json.loads(manifest_path.read_text())["status"])
+
+
+async def test_shared_recordings_volume_live_session_kept_abandoned_one_adopted(
+    tmp_path: Path,
+) -> None:
+    """Two SFU nodes share one recordings directory and queue (the k8s RWX volume). A node
+    that starts leaves the other node's live session alone; once that node is killed, the
+    survivor adopts the abandoned session (finalised and queued) within the orphan time."""
+    shared = {
+        "SFU_RECORDINGS_DIR": str(tmp_path / "recordings"),
+        "SFU_VOD_QUEUE_DIR": str(tmp_path / "vod-queue"),
+        "SFU_RECORDING_ORPHAN_S": "3",
+    }
+    node_a = make_sfu(47630, 47645, name="sfu-shared-a", **shared)
+    node_b = make_sfu(47646, 47660, name="sfu-shared-b", **shared)
+    node_a.start()
+    clients: list[SfuClient] = []
+    try:
+        room = await create_room(node_a)
+        session_id = str(room["recording"]["session_id"])
+        manifest_path = tmp_path / "recordings" / session_id / "manifest.json"
+        client = await SfuClient.connect(
+            node_a.ws_url, node_a.token(str(room["room_id"]), "mentor", "mentor"), ice=LOOPBACK
+        )
+        clients.append(client)
+        await client.publish({camera(): "camera", microphone(): "microphone"})
+        node_b.start()  # start-up recovery on B runs while A records
+        await asyncio.sleep(4 * 3.0)  # four orphan times: B scans several times
+        assert _status(manifest_path) == "recording", "B took A's live session"
+        assert not (manifest_path.parent / "queued.json").exists()
+
+        assert node_a.proc is not None
+        node_a.proc.send_signal(signal.SIGKILL)
+        node_a.proc.wait(10)
+        killed = time.monotonic()
+        await _until(
+            lambda: (manifest_path.parent / "queued.json").exists(), 30, "B to adopt the session"
+        )
+        adopted_after = time.monotonic() - killed
+        assert _status(manifest_path) == "finalised"
+        queued = list((tmp_path / "vod-queue" / "pending").glob("*.json"))
+        assert [json.loads(p.read_text())["session_id"] for p in queued] == [session_id]
+        assert adopted_after < 3.0 + 3.0 / 2 + 5.0  # orphan time + one scan period + slack
+    finally:
+        for c in clients:
+            await c.close()
+        node_a.stop()
+        node_b.stop()

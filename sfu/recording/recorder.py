@@ -1,23 +1,23 @@
 """TrackRecorder: a TrackFanout tap that records one published track to one Matroska file.
 
 The tap only appends to a bounded queue (drops are counted, logged once per overflow, and make
-video wait for the next keyframe); a writer task drains it in batches, and depayloading and
-muxing run in a worker thread so file I/O never stalls the event loop. A writer that stalls
-(a hung disk) therefore costs recorded packets, never forwarding time.
+video wait for the next keyframe); the process's BatchDrain (sfu/recording/drain.py) takes the
+queues of all recorders every 250 ms and depayloading and muxing run in one worker thread, so
+file I/O never stalls the event loop. A writer that stalls (a hung disk) therefore costs
+recorded packets, never forwarding time.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
@@ -25,17 +25,30 @@ from aiortc.rtp import RtpPacket
 from sfu import metrics
 from sfu.recording.assembler import Frame, FrameAssembler
 from sfu.recording.bitstream import codec_name
+from sfu.recording.drain import BatchDrain, drain_for
 from sfu.recording.writer import MatroskaWriter
 
 logger = logging.getLogger(__name__)
 
 KEYFRAME_RETRY_S = 1.0
-FLUSH_INTERVAL_S = 0.25
-"""How long packets wait in the queue at most: what a killed process can lose on top of the
-cluster in progress."""
 BATCH_WAKE = 256
 """A queue this long is drained at once instead of at the next interval."""
 _Item = tuple[int, int, bool, bytes, float]
+
+_shared_executor: ThreadPoolExecutor | None = None
+
+
+def recording_executor() -> ThreadPoolExecutor:
+    """The one worker thread every recorder of the process muxes in (unless given its own).
+
+    One thread, not the loop's default pool: batches of different tracks would otherwise run
+    in several threads at once and fight over the GIL with the event loop, costing more than
+    the muxing itself. A file that blocks (a hung disk) holds every recording back, never the
+    forwarding: the taps keep dropping into their bounded queues."""
+    global _shared_executor
+    if _shared_executor is None:
+        _shared_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sfu-recorder")
+    return _shared_executor
 
 
 class FrameWriter(Protocol):
@@ -78,11 +91,11 @@ class TrackRecorder:
         self._dropped_counted = 0
         self.packets_ignored = 0  # another codec, or padding
         self._clock = clock
-        self._executor = executor
+        self._executor = executor or recording_executor()
         self._queue: deque[_Item] = deque()
         self._overflowed = False
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._drain: BatchDrain | None = None
+        self._last_ask = 0.0
         self._closing = False
         self._closed = False
         self._lock = threading.Lock()  # the assembler and the writer belong to one thread at a time
@@ -141,15 +154,18 @@ class TrackRecorder:
                 self._clock(),
             )
         )
-        if len(self._queue) >= BATCH_WAKE and not self._wakeup.is_set():
-            self._wakeup.set()
+        if len(self._queue) >= BATCH_WAKE and self._drain is not None:
+            self._drain.wake()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the writer task (needs a running loop) and ask the publisher for a keyframe."""
-        if self._task is None and not self._closing:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        """Join the drain of this recorder's executor (needs a running loop) and ask the
+        publisher for a keyframe."""
+        if self._drain is None and not self._closing:
+            self._drain = drain_for(self._executor)
+            self._drain.add(self)
+            self._last_ask = asyncio.get_running_loop().time()
             self._ask_keyframe()
 
     async def close(self, timeout: float = 10.0) -> None:
@@ -157,15 +173,12 @@ class TrackRecorder:
         if self._closed:
             return
         self._closing = True
-        self._wakeup.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout)
-            except TimeoutError:
-                logger.warning("recorder %s: writer did not drain in %.0fs", self.path, timeout)
-                self._task.cancel()
-            except Exception:
-                logger.exception("recorder %s: writer task failed", self.path)
+        try:
+            await asyncio.wait_for(self._write_rest(), timeout)
+        except TimeoutError:
+            logger.warning("recorder %s: writer did not drain in %.0fs", self.path, timeout)
+        except Exception:
+            logger.exception("recorder %s: writing the last batch failed", self.path)
         if self._closed:
             return
         self._closed = True
@@ -176,42 +189,49 @@ class TrackRecorder:
         self._report_first_frame()
         logger.info("recorder %s closed: %s", self.path, self.stats)
 
-    # -- writer side ---------------------------------------------------------------------------
+    async def _write_rest(self) -> None:
+        if self._drain is not None:
+            await self._drain.remove(self)
+        batch = self.take_batch()
+        if batch is not None:
+            self.batch_done(await self._in_thread(self.process_batch, batch))
 
-    async def _run(self) -> None:
-        """Drain the queue in batches: every FLUSH_INTERVAL_S, or at once when it holds
-        BATCH_WAKE packets or the recorder closes. One thread hop per batch, not per packet."""
-        loop = asyncio.get_running_loop()
-        last_ask = loop.time()
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
-            self._wakeup.clear()
-            if (
-                self._assembler.waiting_keyframe or not self._writer.opened
-            ) and loop.time() - last_ask >= KEYFRAME_RETRY_S:
-                last_ask = loop.time()
-                self._ask_keyframe()
-            batch = list(self._queue)
-            self._queue.clear()
-            overflowed, self._overflowed = self._overflowed, False
-            if overflowed:
-                self._dropped_metric.inc(self.packets_dropped - self._dropped_counted)
-                self._dropped_counted = self.packets_dropped
-            if batch or overflowed:
-                try:
-                    written = await self._in_thread(self._process, batch, overflowed)
-                except Exception:
-                    logger.exception("recorder %s: writing a batch failed", self.path)
-                    written = 0
-                self._frames_metric.inc(written)
-                self._report_first_frame()
-                if self._assembler.keyframe_needed:
-                    self._assembler.keyframe_needed = False
-                    last_ask = loop.time()
-                    self._ask_keyframe()
-            if self._closing and not self._queue:
-                return
+    def __repr__(self) -> str:
+        return f"TrackRecorder({self.path})"
+
+    # -- writer side (BatchDrain) --------------------------------------------------------------
+
+    def take_batch(self) -> tuple[list[_Item], bool] | None:
+        """Event loop: the queued packets (and whether some were dropped), None if nothing."""
+        now = asyncio.get_running_loop().time()
+        if (
+            self._assembler.waiting_keyframe or not self._writer.opened
+        ) and now - self._last_ask >= KEYFRAME_RETRY_S:
+            self._last_ask = now
+            self._ask_keyframe()
+        overflowed, self._overflowed = self._overflowed, False
+        if overflowed:
+            self._dropped_metric.inc(self.packets_dropped - self._dropped_counted)
+            self._dropped_counted = self.packets_dropped
+        if not self._queue and not overflowed:
+            return None
+        batch = list(self._queue)
+        self._queue.clear()
+        return batch, overflowed
+
+    def process_batch(self, batch: object) -> int:
+        """Worker thread: assemble and mux what `take_batch` returned; frames written."""
+        items, overflowed = cast(tuple[list[_Item], bool], batch)
+        return self._process(items, overflowed)
+
+    def batch_done(self, written: int) -> None:
+        """Event loop, after a batch: metrics, first frame, keyframe after loss."""
+        self._frames_metric.inc(written)
+        self._report_first_frame()
+        if self._assembler.keyframe_needed:
+            self._assembler.keyframe_needed = False
+            self._last_ask = asyncio.get_running_loop().time()
+            self._ask_keyframe()
 
     def _process(self, batch: list[_Item], overflowed: bool) -> int:
         """Worker thread: assemble and mux one batch; returns frames written."""

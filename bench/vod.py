@@ -1,23 +1,20 @@
 """VOD worker speed: `render_session` against Debian's `ffmpeg` CLI doing the same ladder.
 
 Run:
-    python -m bench.vod --seconds 60 --json bench/results/vod.json
+    python -m bench.vod --seconds 60 --repeat 2 --json bench/results/vod.json
 
 A synthetic session is written once (mentor + mentee 640x480 30 fps VP8 cameras with moving
 content, two mono Opus mics, the mentee's starting late, a 1280x720 15 fps VP8 screen share
-for the middle third). Then, on the same files:
-
-1. `render_session` (the worker): wall time and this process's CPU time (all threads);
-2. `ffmpeg` doing the same job: the same layout (side by side, then screen large with both
-   cameras small in the right column while the share is on) as one filter_complex, the audio
-   mixed with `amix` (start offsets by `adelay`), and the same ladder and encoder settings as
-   `sfu/vod/hls.py` (x264 preset, profile, level, bit rates, fixed GOP without scene cuts,
-   x264 threads, AAC 128k, 4 s HLS segments); wall time and child CPU time;
-3. both outputs are decoded back and their sizes and durations checked.
-
-`--breakdown` (on by default) also times the worker's composition alone (`programme()`) and
-composition plus the per-rendition pixel conversion, so that the encode share follows.
-ffmpeg is only used here, never by the worker.
+for the middle third). On the same files, round robin `--repeat` times (medians reported):
+`render_session` (wall time, this process's CPU, all threads) and `ffmpeg` doing the same job
+as one filter_complex with the same layout, audio mix, ladder and encoder settings as
+`sfu/vod/hls.py` (wall time, child CPU). x264 threads: the headline CLI run keeps `-threads 2`
+per encoder (`CLI_X264_THREADS`: ffmpeg's frame threads, the faster CLI); a second run uses
+the worker's `X264_THREADS` (1 per rendition, which the worker needs for byte-identical
+output), i.e. identical encoder settings. Every output is decoded back and checked.
+`--breakdown` (on by default) times single-threaded passes of the worker's composition alone
+and of everything that is not x264 or muxing (composition, 360p swscale, the one AAC encode).
+ffmpeg is only used here, never by the worker. Details: docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ import os
 import platform
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,13 +33,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from sfu.vod import DEFAULT_LADDER, render_session
+from sfu.vod.canvas import scale_yuv420p
 from sfu.vod.compose import VideoEvent, programme
 from sfu.vod.hls import (
     AUDIO_BITRATE,
@@ -50,12 +51,14 @@ from sfu.vod.hls import (
     SEGMENT_S,
     X264_PRESET,
     X264_THREADS,
+    AudioEncoder,
 )
 from sfu.vod.manifest import load_manifest
 
 CAM_W, CAM_H, CAM_FPS = 640, 480, 30
 SCREEN_W, SCREEN_H, SCREEN_FPS = 1280, 720, 15
 MENTEE_MIC_START = 2.0
+CLI_X264_THREADS = 2  # the headline CLI run: what ffmpeg was measured with from the start
 DURATION_TOLERANCE_S = 0.5
 START = datetime(2025, 1, 2, 3, 0, 0, tzinfo=UTC)
 
@@ -166,10 +169,23 @@ def build_session(root: Path, seconds: float) -> dict[str, float]:
     return {"share0": share0, "share1": share1, "duration": duration}
 
 
+def session_share(root: Path) -> dict[str, float]:
+    """The share interval and duration of a session written by `build_session` earlier."""
+    manifest = load_manifest(root)
+    screen = next(t for t in manifest.tracks if t.source == "screen")
+    return {"share0": screen.start_s, "share1": screen.end_s, "duration": manifest.duration_s}
+
+
 # -- the ffmpeg CLI doing the same job -----------------------------------------------------------
 
 
-def ffmpeg_command(ffmpeg: str, session: Path, out: Path, share: dict[str, float]) -> list[str]:
+def ffmpeg_command(
+    ffmpeg: str,
+    session: Path,
+    out: Path,
+    share: dict[str, float],
+    x264_threads: int = CLI_X264_THREADS,
+) -> list[str]:
     """The same composition and ladder as render_session, as one ffmpeg invocation.
 
     Canvas 1280x720 (the ladder's largest), as `sfu.vod.layout.slots` + `fit` place things:
@@ -214,7 +230,7 @@ def ffmpeg_command(ffmpeg: str, session: Path, out: Path, share: dict[str, float
             "-b:v", str(r.video_bitrate), "-maxrate", str(r.video_bitrate * 11 // 10),
             "-bufsize", str(r.video_bitrate * 2), "-g", str(gop),
             "-x264-params", f"keyint={gop}:min-keyint={gop}:scenecut=0:open-gop=0",
-            "-threads", str(X264_THREADS),
+            "-threads", str(x264_threads),
             "-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ar", "48000", "-ac", "2",
             "-f", "hls", "-hls_time", str(SEGMENT_S), "-hls_playlist_type", "vod",
             "-hls_list_size", "0", "-hls_segment_type", "mpegts",
@@ -288,14 +304,24 @@ def check_output(out: Path, expect_s: float) -> dict[str, Any]:
     return result
 
 
-def compose_only(session: Path, convert: bool) -> None:
+def compose_only(session: Path, rest: bool) -> None:
+    """The worker's composition in this thread; with `rest`, also the rest of what is not
+    x264 or muxing: the smaller renditions' swscale pass and the one AAC encode."""
     manifest = load_manifest(session)
     width = max(r.width for r in DEFAULT_LADDER)
     height = max(r.height for r in DEFAULT_LADDER)
+    reformatters = [VideoReformatter() for _ in DEFAULT_LADDER]
+    audio = AudioEncoder()
     for event in programme(manifest, session, width, height, FPS):
-        if convert and isinstance(event, VideoEvent):
-            for r in DEFAULT_LADDER:
-                event.frame.reformat(width=r.width, height=r.height, format="yuv420p")
+        if not rest:
+            continue
+        if isinstance(event, VideoEvent):
+            for r, reformatter in zip(DEFAULT_LADDER, reformatters, strict=True):
+                scale_yuv420p(reformatter, event.frame, r.width, r.height)
+        else:
+            audio.encode(event)
+    if rest:
+        audio.flush()
 
 
 def machine() -> dict[str, Any]:
@@ -334,6 +360,9 @@ def main() -> int:
     parser.add_argument("--no-breakdown", action="store_true", help="skip compose-only timings")
     parser.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
     parser.add_argument("--timeout", type=float, default=900.0, help="ffmpeg run limit, s")
+    parser.add_argument("--session", type=Path, default=None, help="reuse DIR/session (--keep)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each (medians)")
+    parser.add_argument("--no-matched-cli", action="store_true", help="skip ffmpeg -threads 1")
     args = parser.parse_args()
 
     ffmpeg = shutil.which("ffmpeg")
@@ -348,43 +377,64 @@ def main() -> int:
     work = Path(tmp.name) if tmp is not None else args.keep
     work.mkdir(parents=True, exist_ok=True)
     try:
-        session = work / "session"
-        t0 = time.monotonic()
-        share = build_session(session, args.seconds)
-        build_s = time.monotonic() - t0
+        build_s = 0.0
+        if args.session is not None:
+            session = args.session
+            share = session_share(session)
+        else:
+            session = work / "session"
+            t0 = time.monotonic()
+            share = build_session(session, args.seconds)
+            build_s = time.monotonic() - t0
         dur = share["duration"]
         print(f"session: {dur:.1f} s, share {share['share0']}-{share['share1']} s, "
               f"written in {build_s:.1f} s")  # fmt: skip
 
-        rows: dict[str, dict[str, Any]] = {}
-        out_w = work / "out-worker"
-        wall, cpu = timed(lambda: render_session(session, out_w), _self_cpu)
-        rows["worker"] = {"wall_s": wall, "cpu_s": cpu, "check": check_output(out_w, dur)}
-        print(f"worker: {wall:.1f} s wall, {cpu:.1f} s CPU")
-
-        cmd: list[str] = []
+        outs = {"worker": work / "out-worker"}
+        runs: dict[str, Callable[[], object]] = {
+            "worker": lambda: render_session(session, outs["worker"])
+        }
+        cpus = {"worker": _self_cpu}
+        cmds: dict[str, list[str]] = {}
+        threads_of = {"worker": X264_THREADS}
         if ffmpeg is not None:
-            out_f = work / "out-ffmpeg"
-            cmd = ffmpeg_command(ffmpeg, session, out_f, share)
+            variants = [("ffmpeg", CLI_X264_THREADS)]
+            if not args.no_matched_cli and X264_THREADS != CLI_X264_THREADS:
+                variants.append(("ffmpeg, worker's x264 threads", X264_THREADS))
+            for name, threads in variants:
+                outs[name] = work / f"out-ffmpeg-{threads}"
+                cmds[name] = ffmpeg_command(ffmpeg, session, outs[name], share, threads)
+                runs[name] = partial(subprocess.run, cmds[name], check=True, timeout=args.timeout)
+                cpus[name] = _child_cpu
+                threads_of[name] = threads
 
-            def run() -> None:
-                subprocess.run(cmd, check=True, timeout=args.timeout)
-
-            wall, cpu = timed(run, _child_cpu)
-            rows["ffmpeg"] = {"wall_s": wall, "cpu_s": cpu, "check": check_output(out_f, dur)}
-            print(f"ffmpeg: {wall:.1f} s wall, {cpu:.1f} s CPU")
+        samples: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
+        for rep in range(max(1, args.repeat)):  # round robin: noise hits every run alike
+            for name, fn in runs.items():
+                shutil.rmtree(outs[name], ignore_errors=True)
+                for r in DEFAULT_LADDER:  # ffmpeg's hls muxer does not make folders
+                    (outs[name] / r.name).mkdir(parents=True)
+                wall, cpu = timed(fn, cpus[name])
+                samples[name].append((wall, cpu))
+                print(f"[{rep + 1}] {name}: {wall:.1f} s wall, {cpu:.1f} s CPU")
+        rows: dict[str, dict[str, Any]] = {}
+        for name, got in samples.items():
+            rows[name] = {
+                "wall_s": statistics.median(w for w, _ in got),
+                "cpu_s": statistics.median(c for _, c in got),
+                "walls_s": [round(w, 2) for w, _ in got],
+                "check": check_output(outs[name], dur),
+                "x264_threads": threads_of[name],
+            }
 
         breakdown: dict[str, Any] = {}
         if not args.no_breakdown:
             w, c = timed(lambda: compose_only(session, False), _self_cpu)
-            breakdown["compose"] = {"wall_s": w, "cpu_s": c}
+            breakdown["compose (decode, yuv420p canvas, audio mix)"] = {"wall_s": w, "cpu_s": c}
             w, c = timed(lambda: compose_only(session, True), _self_cpu)
-            breakdown["compose+convert"] = {"wall_s": w, "cpu_s": c}
-            total = rows["worker"]
-            breakdown["encode+mux (by difference)"] = {
-                "wall_s": total["wall_s"] - w,
-                "cpu_s": total["cpu_s"] - c,
-            }
+            breakdown["compose + 360p scale + AAC (all but x264/mux)"] = {"wall_s": w, "cpu_s": c}
+            by_difference = {"wall_s": None, "cpu_s": rows["worker"]["cpu_s"] - c}
+            breakdown["x264 + mux, CPU by difference"] = by_difference
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -410,6 +460,10 @@ def main() -> int:
             f"{rows['worker']['cpu_s'] / rows['ffmpeg']['cpu_s']:.2f}; "
             f"target (worker at least as fast as the CLI): {'met' if met else 'NOT met'}"
         )
+        for name in rows:
+            if name.startswith("ffmpeg,"):
+                other = rows["worker"]["x_realtime"] / rows[name]["x_realtime"]
+                verdict += f"; worker speed / ({name}) speed = {other:.2f}"
     print()
     print("\n".join(lines))
     for name, row in rows.items():
@@ -418,7 +472,8 @@ def main() -> int:
     if breakdown:
         print("worker breakdown (separate passes):")
         for name, b in breakdown.items():
-            print(f"  {name}: {b['wall_s']:.1f} s wall, {b['cpu_s']:.1f} s CPU")
+            wall_text = f"{b['wall_s']:.1f} s wall, " if b["wall_s"] is not None else ""
+            print(f"  {name}: {wall_text}{b['cpu_s']:.1f} s CPU")
     print(verdict)
 
     if args.json is not None:
@@ -427,14 +482,20 @@ def main() -> int:
             "session_s": dur,
             "share_s": [share["share0"], share["share1"]],
             "build_session_s": build_s,
-            "x264": {"preset": X264_PRESET, "threads": X264_THREADS, "gop": SEGMENT_S * FPS},
+            "x264": {
+                "preset": X264_PRESET,
+                "threads_worker": X264_THREADS,
+                "threads_cli": CLI_X264_THREADS,
+                "gop": SEGMENT_S * FPS,
+            },
+            "repeat": max(1, args.repeat),
             "runs": rows,
             "breakdown": breakdown,
             "speed_ratio_worker_over_ffmpeg": ratio,
             "verdict": verdict,
             "ffmpeg": ffmpeg,
             "ffmpeg_version": ffmpeg_version(ffmpeg) if ffmpeg else None,
-            "ffmpeg_command": cmd,
+            "ffmpeg_commands": cmds,
             "machine": machine(),
         }
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -4,6 +4,11 @@ Each track file is decoded with PyAV and placed on the programme timeline at its
 (its own timestamps are taken relative to its first frame). Video is held over gaps for at most
 `HOLD_S`; audio gaps become silence. Audio is resampled to 48 kHz stereo float and summed with
 clipping. `programme()` yields video and audio events interleaved in time order.
+
+The canvas is yuv420p from end to end (`sfu.vod.canvas`): each source picture is scaled by
+swscale straight to its slot size in yuv420p and its planes copied into the canvas frame; a
+picture held over several programme frames (a 15 fps share in a 25 fps programme) is scaled
+once. No RGB on the way, so the encoders take the canvas frame as it is.
 """
 
 from __future__ import annotations
@@ -11,12 +16,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import numpy.typing as npt
+from av.video.reformatter import VideoReformatter
 
+from sfu.vod.canvas import Planes, blit, fill, new_canvas, planes_of, scale_yuv420p, yuv_of_rgb
 from sfu.vod.layout import Rect, build_timeline, fit, layout_at, slots
 from sfu.vod.manifest import Manifest, Track
 
@@ -27,15 +35,16 @@ AUDIO_CHUNK = 1024  # one AAC frame
 HOLD_S = 2.0  # a video track that lost frames freezes this long, then shows the placeholder
 GAP_TOLERANCE_S = 0.02  # audio timestamp jitter absorbed without inserting silence
 PLACEHOLDER_RGB = (32, 32, 32)
+PLACEHOLDER = yuv_of_rgb(PLACEHOLDER_RGB)
+PLACEHOLDER_INSET = 2  # pixels of background around a placeholder (even: chroma grid)
 
 FloatArray = npt.NDArray[np.float32]
-ByteArray = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True, slots=True)
 class VideoEvent:
     index: int  # frame number at the programme frame rate
-    frame: av.VideoFrame  # rgb24, canvas size
+    frame: av.VideoFrame  # yuv420p, canvas size, pts = index in 1/fps; not written after
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,21 +84,24 @@ class VideoTrackReader:
         self._path = path
         self._track = track
         self._frames: Generator[tuple[float, av.VideoFrame | av.AudioFrame]] | None = None
-        self._current: tuple[float, av.VideoFrame] | None = None
-        self._pending: tuple[float, av.VideoFrame] | None = None
+        self._current: tuple[float, int, av.VideoFrame] | None = None  # (t, serial, frame)
+        self._pending: tuple[float, int, av.VideoFrame] | None = None
+        self._serial = 0  # counts decoded frames: the scaled-picture cache key
         self._done = False
-        self._scaled: tuple[int, int, int, ByteArray] | None = None  # (id, w, h, pixels)
+        self._reformatter = VideoReformatter()
+        self._scaled: tuple[int, int, int, Planes] | None = None  # (serial, w, h, planes)
 
-    def _next(self) -> tuple[float, av.VideoFrame] | None:
+    def _next(self) -> tuple[float, int, av.VideoFrame] | None:
         if self._frames is None:
             self._frames = _decode(self._path, "video")
         for rel, frame in self._frames:
             if isinstance(frame, av.VideoFrame):
-                return self._track.start_s + rel, frame
+                self._serial += 1
+                return self._track.start_s + rel, self._serial, frame
         self._done = True
         return None
 
-    def frame_at(self, t: float) -> av.VideoFrame | None:
+    def _frame_at(self, t: float) -> tuple[int, av.VideoFrame] | None:
         if t < self._track.start_s - 1e-6 or t > self._track.end_s + 1e-6:
             if t > self._track.end_s:
                 self.close()
@@ -105,20 +117,25 @@ class VideoTrackReader:
             self._current, self._pending = self._pending, None
         if self._current is None or t - self._current[0] > HOLD_S:
             return None
-        return self._current[1]
+        return self._current[1], self._current[2]
 
-    def pixels(self, t: float, rect: Rect) -> tuple[Rect, ByteArray] | None:
-        frame = self.frame_at(t)
-        if frame is None:
+    def frame_at(self, t: float) -> av.VideoFrame | None:
+        """The decoded frame showing at programme time t, or None (absent, or held too long)."""
+        found = self._frame_at(t)
+        return found[1] if found is not None else None
+
+    def picture(self, t: float, rect: Rect) -> tuple[Rect, Planes] | None:
+        """Where in `rect` the picture at t goes (aspect kept), and its yuv420p planes at that
+        size; a frame held since the last call is not scaled again."""
+        found = self._frame_at(t)
+        if found is None:
             return None
+        serial, frame = found
         box = fit(frame.width, frame.height, rect)
         cached = self._scaled
-        if cached is None or cached[:3] != (id(frame), box.w, box.h):
-            rgb: ByteArray = np.asarray(
-                frame.reformat(width=box.w, height=box.h, format="rgb24").to_ndarray(),
-                dtype=np.uint8,
-            )
-            self._scaled = cached = (id(frame), box.w, box.h, rgb)
+        if cached is None or cached[:3] != (serial, box.w, box.h):
+            scaled = scale_yuv420p(self._reformatter, frame, box.w, box.h)
+            self._scaled = cached = (serial, box.w, box.h, planes_of(scaled))
         return box, cached[3]
 
     def close(self) -> None:
@@ -223,20 +240,24 @@ def programme(
         if t.kind == "audio" and manifest.role_of(t) in ("mentor", "mentee")
     ]
     offset = 0
+    time_base = Fraction(1, fps)
     try:
         for index in range(n_frames):
             t = index / fps
-            canvas = np.zeros((height, width, 3), dtype=np.uint8)
+            frame, canvas = new_canvas(width, height)
             for slot in slots(layout_at(timeline, t), width, height):
                 reader = video.get(slot.track_id) if slot.track_id else None
-                placed = reader.pixels(t, slot.rect) if reader else None
-                r = slot.rect
+                placed = reader.picture(t, slot.rect) if reader else None
                 if placed is None:
-                    canvas[r.y + 2 : r.y + r.h - 2, r.x + 2 : r.x + r.w - 2] = PLACEHOLDER_RGB
+                    r, inset = slot.rect, PLACEHOLDER_INSET
+                    inner = Rect(r.x + inset, r.y + inset, r.w - 2 * inset, r.h - 2 * inset)
+                    if inner.w > 0 and inner.h > 0:
+                        fill(canvas, inner, PLACEHOLDER)
                     continue
-                box, pixels = placed
-                canvas[box.y : box.y + box.h, box.x : box.x + box.w] = pixels
-            yield VideoEvent(index, av.VideoFrame.from_ndarray(canvas, format="rgb24"))
+                blit(canvas, *placed)
+            frame.pts = index
+            frame.time_base = time_base
+            yield VideoEvent(index, frame)
             target = min(n_samples, round((index + 1) * AUDIO_RATE / fps))
             if index == n_frames - 1:
                 target = n_samples

@@ -3,7 +3,12 @@
 Every rendition is its own `hls` muxer (`<name>/index.m3u8` + `<name>/seg_NNNNN.ts`); the
 master playlist is written here, with BANDWIDTH measured from the segments written. Keyframes
 are forced every `SEGMENT_S` seconds (no scene-cut keyframes) so every segment starts on one.
-Encoder settings are fixed (threads included) so a job processed twice is byte-identical.
+
+Encoder settings are fixed (threads included) so a job processed twice is byte-identical. x264
+runs with ONE thread per rendition: x264's frame threads are not deterministic with VBV
+(maxrate/bufsize: its rate control reads the progress of the other frames in flight), and its
+slice threads cost more CPU and bits for little speed. The renditions are encoded in parallel
+instead, each in its own thread (`sfu.vod.pipeline`); PyAV releases the GIL while x264 runs.
 """
 
 from __future__ import annotations
@@ -13,19 +18,26 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeAlias
 
 import av
+from av.audio.stream import AudioStream
+from av.stream import Stream
+from av.video.reformatter import VideoReformatter
 
+from sfu.vod.canvas import scale_yuv420p
 from sfu.vod.compose import AUDIO_RATE, AudioEvent
 from sfu.vod.ladder import Rendition
 
 log = logging.getLogger(__name__)
 
+AudioPacket: TypeAlias = "av.Packet[Stream]"
+
 SEGMENT_S = 4
 FPS = 25
 AUDIO_BITRATE = 128_000
 X264_PRESET = "veryfast"
-X264_THREADS = 2
+X264_THREADS = 1  # per rendition; see the module docstring
 SEGMENT_PATTERN = "seg_%05d.ts"
 
 
@@ -83,26 +95,71 @@ class RenditionEncoder:
         audio.bit_rate = AUDIO_BITRATE
         self._video = video
         self._audio = audio
+        self._reformatter = VideoReformatter()
+
+    def picture(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The canvas frame at this rendition's size: the frame itself when it already is (no
+        copy), else one swscale pass (bilinear) from it."""
+        r = self.rendition
+        return scale_yuv420p(self._reformatter, frame, r.width, r.height)
 
     def encode_video(self, index: int, frame: av.VideoFrame) -> None:
-        r = self.rendition
-        scaled = frame.reformat(width=r.width, height=r.height, format="yuv420p")
-        scaled.pts = index
-        scaled.time_base = Fraction(1, self._fps)
+        """Encode canvas frame `index` (yuv420p; only read here, so several encoders in
+        several threads may take the same frame)."""
+        scaled = self.picture(frame)
+        if scaled is not frame or frame.pts != index:
+            scaled.pts = index
+            scaled.time_base = Fraction(1, self._fps)
         self._container.mux(self._video.encode(scaled))
 
-    def encode_audio(self, frame: av.AudioFrame) -> None:
-        self._container.mux(self._audio.encode(frame))
+    def mux_audio(self, packets: list[AudioPacket]) -> None:
+        """Mux AAC packets from the shared `AudioEncoder` (copies: the source packets are only
+        read, so every rendition's thread can take the same ones)."""
+        for packet in packets:
+            self._container.mux(_copy_packet(packet, self._audio))
 
     def close(self) -> None:
+        """Flush the video encoder and finish the playlist (the audio was flushed by the
+        `AudioEncoder` and muxed before)."""
         try:
             self._container.mux(self._video.encode(None))
-            self._container.mux(self._audio.encode(None))
         finally:
             self._container.close()
 
     def abort(self) -> None:
         self._container.close()
+
+
+def _copy_packet(packet: AudioPacket, stream: AudioStream) -> AudioPacket:
+    copy: AudioPacket = av.Packet(bytes(packet))
+    copy.pts, copy.dts, copy.duration = packet.pts, packet.dts, packet.duration
+    copy.time_base = packet.time_base
+    copy.is_keyframe = packet.is_keyframe
+    for side in packet.iter_sidedata():
+        copy.set_sidedata(side)
+    copy.stream = stream
+    return copy
+
+
+class AudioEncoder:
+    """The programme's AAC, encoded once for every rendition (all carry the same audio with the
+    same settings); `RenditionEncoder.mux_audio` muxes the packets into each."""
+
+    def __init__(self) -> None:
+        ctx = av.CodecContext.create("aac", "w")
+        ctx.sample_rate = AUDIO_RATE
+        ctx.layout = "stereo"
+        ctx.format = "fltp"
+        ctx.bit_rate = AUDIO_BITRATE
+        ctx.time_base = Fraction(1, AUDIO_RATE)
+        self._ctx: av.audio.codeccontext.AudioCodecContext = ctx
+
+    def encode(self, event: AudioEvent) -> list[AudioPacket]:
+        """Packets (time base 1/AUDIO_RATE) for one chunk; often none, as AAC lags a frame."""
+        return self._ctx.encode(audio_frame(event))
+
+    def flush(self) -> list[AudioPacket]:
+        return self._ctx.encode(None)
 
 
 def audio_frame(event: AudioEvent) -> av.AudioFrame:

@@ -134,10 +134,13 @@ def slots(layout: Layout, width: int, height: int) -> list[Slot]:
 
 
 def fit(src_w: int, src_h: int, rect: Rect) -> Rect:
-    """The largest even-sized rectangle with the source's aspect ratio, centred in rect."""
+    """The largest even-sized rectangle with the source's aspect ratio, centred in rect.
+
+    Offsets stay even too (centred to within one pixel), so the picture sits on the 2x2 chroma
+    grid of the yuv420p canvas."""
     if src_w <= 0 or src_h <= 0:
         return rect
     scale = min(rect.w / src_w, rect.h / src_h)
     w = min(rect.w, _even(round(src_w * scale)))
     h = min(rect.h, _even(round(src_h * scale)))
-    return Rect(rect.x + (rect.w - w) // 2, rect.y + (rect.h - h) // 2, w, h)
+    return Rect(rect.x + (rect.w - w) // 4 * 2, rect.y + (rect.h - h) // 4 * 2, w, h)

@@ -10,17 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfu.vod.compose import AudioEvent, VideoEvent, programme
-from sfu.vod.hls import (
-    FPS,
-    RenditionEncoder,
-    RenditionInfo,
-    audio_frame,
-    read_media_playlist,
-    write_master,
-)
+from sfu.vod.compose import VideoEvent, programme
+from sfu.vod.hls import FPS, RenditionEncoder, RenditionInfo, read_media_playlist, write_master
 from sfu.vod.ladder import DEFAULT_LADDER, Rendition
 from sfu.vod.manifest import Manifest, load_manifest
+from sfu.vod.pipeline import EncoderPipeline
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +28,29 @@ class RenderResult:
     files: tuple[str, ...]  # relative to out_dir, sorted
     renditions: tuple[RenditionInfo, ...]
     elapsed_s: float
+
+
+class _Progress:
+    """The progress callback once per encoded programme frame, in order, and a log line every
+    10 %; called from the composing thread as the encoders report frames done."""
+
+    def __init__(self, session_id: str, n_frames: int, callback: ProgressCallback | None) -> None:
+        self._session_id = session_id
+        self._n_frames = n_frames
+        self._callback = callback
+        self._reported = 0
+        self._next_log = 0.1
+
+    def upto(self, frames_done: int) -> None:
+        # bounded: at most n_frames calls over the whole render
+        for done in range(self._reported + 1, min(frames_done, self._n_frames) + 1):
+            fraction = done / self._n_frames
+            if self._callback is not None:
+                self._callback(fraction)
+            if fraction >= self._next_log - 1e-9:
+                log.info("vod: session %s %d%% done", self._session_id, fraction * 100)
+                self._next_log = (int(fraction * 10) + 1) / 10
+        self._reported = max(self._reported, min(frames_done, self._n_frames))
 
 
 def build_metadata(manifest: Manifest, infos: list[RenditionInfo]) -> dict[str, Any]:
@@ -92,7 +109,8 @@ def render_session(
     progress: ProgressCallback | None = None,
     ladder: tuple[Rendition, ...] = DEFAULT_LADDER,
 ) -> RenderResult:
-    """Compose the session once and encode every rendition of `ladder` in the same pass."""
+    """Compose the session once and encode every rendition of `ladder` in the same pass: the
+    composition in this thread, each rendition's encoder in its own (`sfu.vod.pipeline`)."""
     began = time.monotonic()
     manifest = load_manifest(session_dir)
     if manifest.status != "finalised":
@@ -110,30 +128,27 @@ def render_session(
         ", ".join(r.name for r in ladder),
     )
     encoders: list[RenditionEncoder] = []
+    pipeline: EncoderPipeline | None = None
     try:
         for rendition in ladder:
             encoders.append(RenditionEncoder(out_dir, rendition, FPS))
-        next_log = 0.1
+        pipeline = EncoderPipeline(encoders)
+        report = _Progress(manifest.session_id, n_frames, progress)
         for event in programme(manifest, session_dir, width, height, FPS):
+            pipeline.feed(event)
             if isinstance(event, VideoEvent):
-                for enc in encoders:
-                    enc.encode_video(event.index, event.frame)
-                fraction = (event.index + 1) / n_frames
-                if progress is not None:
-                    progress(fraction)
-                if fraction >= next_log - 1e-9:
-                    log.info("vod: session %s %d%% done", manifest.session_id, fraction * 100)
-                    next_log = (int(fraction * 10) + 1) / 10
-            elif isinstance(event, AudioEvent):
-                frame = audio_frame(event)
-                for enc in encoders:
-                    enc.encode_audio(frame)
-        for enc in encoders:
-            enc.close()
+                report.upto(pipeline.frames_done)
+        pipeline.finish()
+        done = pipeline.frames_done
+        pipeline = None
         encoders.clear()
+        report.upto(done)
     finally:
-        for enc in encoders:
-            enc.abort()
+        if pipeline is not None:
+            pipeline.abort()
+        else:
+            for enc in encoders:
+                enc.abort()
     infos = [read_media_playlist(out_dir, r) for r in ladder]
     write_master(out_dir, ladder, infos)
     metadata = build_metadata(manifest, infos)

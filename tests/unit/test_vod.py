@@ -21,7 +21,11 @@ from sfu.vod import (
     parse_manifest,
     render_session,
 )
+from sfu.vod.canvas import BLACK, Planes, planes_of, yuv_of_rgb
+from sfu.vod.compose import PLACEHOLDER, VideoEvent, VideoTrackReader, programme
 from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
+from sfu.vod.manifest import load_manifest
+from sfu.vod.pipeline import EncoderStopped
 from tests.media_fixtures import write_opus_tone, write_vp8_track
 
 SESSION_S = 6.0
@@ -131,6 +135,9 @@ def test_slots_and_fit() -> None:
     ]
     assert fit(320, 240, Rect(0, 0, 640, 720)) == Rect(0, 120, 640, 480)
     assert fit(1920, 1080, Rect(0, 0, 960, 720)) == Rect(0, 90, 960, 540)
+    # offsets stay even (yuv420p chroma grid): centred to within one pixel
+    assert fit(320, 240, Rect(0, 0, 640, 486)) == Rect(0, 2, 640, 480)
+    assert fit(240, 320, Rect(960, 0, 324, 360)) == Rect(986, 0, 270, 360)
 
 
 def test_manifest_rejects_bad_input() -> None:
@@ -344,3 +351,114 @@ def test_small_ladder_and_missing_track(session_dir: Path, tmp_path: Path) -> No
     frames, audio, _ = _decode_rendition(tmp_path / "out" / "180p" / "index.m3u8")
     assert frames[0][1].shape == (180, 320, 3)
     assert _tone(audio, 0.2, 1.3, 440) > 0.05
+
+
+# -- composition in yuv420p and the threaded pipeline -------------------------------------------
+
+
+def _canvas_frames(session_dir: Path, indices: set[int]) -> dict[int, av.VideoFrame]:
+    manifest = load_manifest(session_dir)
+    got: dict[int, av.VideoFrame] = {}
+    count = 0
+    for event in programme(manifest, session_dir, 1280, 720, 25):
+        if isinstance(event, VideoEvent):
+            assert event.frame.format.name == "yuv420p"
+            assert (event.frame.width, event.frame.height) == (1280, 720)
+            assert event.frame.pts == event.index == count
+            count += 1
+            if event.index in indices:
+                got[event.index] = event.frame
+    assert count == round(SESSION_S * 25)
+    return got
+
+
+def _near(planes: Planes, x: int, y: int, rgb: tuple[int, int, int], tol: int = 10) -> bool:
+    want = yuv_of_rgb(rgb)
+    got = (int(planes.y[y, x]), int(planes.u[y // 2, x // 2]), int(planes.v[y // 2, x // 2]))
+    return all(abs(g - w) <= tol for g, w in zip(got, (want.y, want.u, want.v), strict=True))
+
+
+def test_programme_places_yuv_planes_where_the_layout_says(session_dir: Path) -> None:
+    frames = _canvas_frames(session_dir, {5, 25, 70})
+    early, before, share = (planes_of(frames[i]) for i in (5, 25, 70))
+    # side by side: each 320x240 camera fitted to 640x480 at y=120 in its half
+    assert _near(before, 100, 170, MENTOR_RGB) and _near(before, 740, 170, MENTEE_RGB)
+    assert (before.y[:120] == BLACK.y).all() and (before.u[:60] == BLACK.u).all()
+    assert (before.y[600:] == BLACK.y).all() and (before.v[300:] == BLACK.v).all()
+    # 0.2 s: the mentee is not there yet: placeholder inside a 2 px black border
+    assert (early.y[2:718, 642:1278] == PLACEHOLDER.y).all()
+    assert (early.u[1:359, 321:639] == PLACEHOLDER.u).all()
+    assert (early.y[:2, 640:] == BLACK.y).all() and (early.y[:, 1278:] == BLACK.y).all()
+    # share: the screen fitted to 960x720 on the left, cameras 320x240 in the right column
+    assert _near(share, 60, 60, SCREEN_RGB) and _near(share, 900, 650, SCREEN_RGB)
+    assert _near(share, 1000, 80, MENTOR_RGB) and _near(share, 1000, 440, MENTEE_RGB)
+    assert (share.y[:60, 960:] == BLACK.y).all() and (share.y[300:420, 960:] == BLACK.y).all()
+
+
+def test_held_source_frame_is_scaled_once(session_dir: Path) -> None:
+    """The 15 fps share in a 25 fps programme: 25 programme frames, 15 scaled pictures."""
+    manifest = load_manifest(session_dir)
+    track = next(t for t in manifest.tracks if t.track_id == "scr-1")
+    reader = VideoTrackReader(session_dir / track.file, track)
+    try:
+        pictures: list[Planes] = []
+        for i in range(25):
+            placed = reader.picture(SCREEN_ON[0] + 0.1 + i / 25, Rect(0, 0, 960, 720))
+            assert placed is not None
+            box, picture = placed
+            assert box == Rect(0, 0, 960, 720) and picture.y.shape == (720, 960)
+            pictures.append(picture)
+    finally:
+        reader.close()
+    distinct = {id(p) for p in pictures}
+    assert len(distinct) in (15, 16), len(distinct)
+    assert pictures[0] is pictures[1] or pictures[1] is pictures[2]
+
+
+def test_encoder_failure_stops_the_render(
+    session_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in one rendition's encoder thread ends the render with that error chained, and
+    leaves no encoder thread behind."""
+    import threading
+
+    from sfu.vod.hls import RenditionEncoder
+
+    real = RenditionEncoder.encode_video
+    seen: list[float] = []
+
+    def failing(self: RenditionEncoder, index: int, frame: av.VideoFrame) -> None:
+        if self.rendition.name == "360p" and index == 30:
+            raise ValueError("x264 refused frame 30")
+        real(self, index, frame)
+
+    monkeypatch.setattr(RenditionEncoder, "encode_video", failing)
+    with pytest.raises(EncoderStopped, match="360p") as err:
+        render_session(session_dir, tmp_path / "out", progress=seen.append)
+    assert isinstance(err.value.__cause__, ValueError)
+    assert not [t for t in threading.enumerate() if t.name.startswith("vod-encode")]
+    assert seen == sorted(seen) and len(seen) <= 30
+
+
+def test_composition_failure_closes_every_encoder(
+    session_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error while composing (here: a track file vanishing after 40 frames) aborts the
+    encoder threads without waiting for them to flush; nothing is left running."""
+    import threading
+
+    import sfu.vod.render as render_module
+
+    real = render_module.programme
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        for event in real(*args, **kwargs):
+            if isinstance(event, VideoEvent) and event.index == 40:
+                raise OSError("track file vanished")
+            yield event
+
+    monkeypatch.setattr(render_module, "programme", failing)
+    with pytest.raises(OSError, match="vanished"):
+        render_session(session_dir, tmp_path / "out")
+    assert not [t for t in threading.enumerate() if t.name.startswith("vod-encode")]
+    assert not (tmp_path / "out" / "master.m3u8").exists()

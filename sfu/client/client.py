@@ -3,6 +3,11 @@
 One WebSocket and two peer connections: the publisher (the client offers, the SFU answers) and
 the subscriber (the SFU offers, the client answers). Media sent is pre-encoded
 (:class:`sfu.client.media.PacedPacketTrack`), so the client never encodes at run time.
+
+``publish_mode="stock"`` (the default) hands the track's packets to aiortc's stock sender;
+``"direct"`` makes the publisher a forwarding peer connection whose senders are the SFU's
+``ForwardingSender``, fed by a :class:`sfu.client.direct_publish.DirectPacer` that plays the
+track's clip packetized once (cheaper per packet; see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 from aiortc import (
@@ -22,6 +27,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from sfu.client.direct_publish import DirectPacer, prepare_clip
 from sfu.client.loss import DropPredicate, OutgoingVideoDropper
 from sfu.client.media import PacedPacketTrack, codec_preferences, route_keyframe_requests
 from sfu.client.model import (
@@ -35,11 +41,18 @@ from sfu.client.model import (
 from sfu.client.remote import RemoteTrackInfo
 from sfu.client.subscriber import SubscriberSide
 from sfu.ice.connection import IceConfig
-from sfu.media.seams import client_peer_connection
+from sfu.media.seams import (
+    ForwardingSender,
+    PeerSetup,
+    SeamPeerConnection,
+    client_peer_connection,
+)
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("camera", "microphone", "screen")
+PublishMode = Literal["stock", "direct"]
+PUBLISH_MODES: tuple[PublishMode, ...] = ("stock", "direct")
 CLOSE_TIMEOUT_S = 5.0
 Message = dict[str, Any]
 
@@ -55,9 +68,13 @@ class SfuClient:
         ice: IceConfig | None,
         decode: bool,
         owns_session: bool,
+        publish_mode: PublishMode = "stock",
     ) -> None:
+        if publish_mode not in PUBLISH_MODES:
+            raise ValueError(f"unknown publish_mode {publish_mode!r}")
         self.ice = ice
         self.decode = decode
+        self.publish_mode = publish_mode
         self.participant_id = ""
         self.participant: Message = {}
         self.room: Message = {}
@@ -94,8 +111,12 @@ class SfuClient:
         timeout: float = 10.0,
         decode: bool = True,
         session: aiohttp.ClientSession | None = None,
+        publish_mode: PublishMode = "stock",
     ) -> SfuClient:
         """Open ``GET {ws_url}?token=...`` and wait for ``joined``.
+
+        ``publish_mode="direct"``: published :class:`PacedPacketTrack` clips are paced
+        straight into RTP by a :class:`DirectPacer` (see the module doc).
 
         Raises :class:`JoinRefused` if the socket closes first (or the handshake is refused),
         ``TimeoutError`` if nothing decisive arrives within ``timeout``.
@@ -114,7 +135,7 @@ class SfuClient:
             if owns:
                 await http.close()
             raise
-        client = cls(ws, http, ice=ice, decode=decode, owns_session=owns)
+        client = cls(ws, http, ice=ice, decode=decode, owns_session=owns, publish_mode=publish_mode)
         try:
             await client.wait_for("joined", timeout=max(0.0, deadline - time.monotonic()))
         except SfuConnectionClosed as exc:
@@ -255,7 +276,11 @@ class SfuClient:
 
     def _publisher_pc(self) -> RTCPeerConnection:
         if self.publisher is None:
-            self.publisher = client_peer_connection(self.ice)
+            if self.publish_mode == "direct":
+                # Forwarding senders (fed by pacers); receivers are never used (sendonly).
+                self.publisher = SeamPeerConnection(PeerSetup(ice=self.ice, forwarding=True))
+            else:
+                self.publisher = client_peer_connection(self.ice)
         return self.publisher
 
     async def publish(
@@ -264,10 +289,13 @@ class SfuClient:
         """Add tracks ({track: source}) and (re-)offer with every active source.
 
         Returns the ``publish_answer``; raises :class:`SfuErrorReply` on an ``error`` reply.
+        With ``publish_mode="direct"`` every track must be a :class:`PacedPacketTrack`.
         """
         for track, source in tracks.items():
             if source not in SOURCES:
                 raise ValueError(f"unknown source {source!r}")
+            if self.publish_mode == "direct" and not isinstance(track, PacedPacketTrack):
+                raise TypeError("publish_mode='direct' publishes PacedPacketTrack clips only")
             current = self.published.get(track.id)
             if current is not None and current.active:
                 raise ValueError(f"track {track.id} is already published")
@@ -276,11 +304,17 @@ class SfuClient:
             added: list[PublishedTrack] = []
             for track, source in tracks.items():
                 transceiver = pc.addTransceiver(track, direction="sendonly")
+                pacer: DirectPacer | None = None
                 if isinstance(track, PacedPacketTrack):
                     # Packets are only packed: the negotiated codec must be the clip's.
                     transceiver.setCodecPreferences(codec_preferences(track.clip.codec))
-                    route_keyframe_requests(transceiver.sender, track)
-                added.append(PublishedTrack(track, source, transceiver))
+                    sender = transceiver.sender
+                    if isinstance(sender, ForwardingSender):
+                        pacer = DirectPacer(prepare_clip(track.clip), loop=track.loop)
+                        pacer.attach(sender)  # starts when the sender does (DTLS up)
+                    else:
+                        route_keyframe_requests(sender, track)
+                added.append(PublishedTrack(track, source, transceiver, pacer=pacer))
                 self.published[track.id] = added[-1]
             try:
                 return await self._negotiate_publisher(timeout)
@@ -288,6 +322,8 @@ class SfuClient:
                 for published in added:  # refused: they stay out of later offers' sources
                     published.active = False
                     published.transceiver.direction = "inactive"
+                    if published.pacer is not None:
+                        published.pacer.stop()
                 raise
 
     async def unpublish(self, track: MediaStreamTrack, *, timeout: float = 10.0) -> Message:
@@ -298,6 +334,8 @@ class SfuClient:
                 raise ValueError(f"track {track.id} is not published")
             published.active = False
             published.transceiver.direction = "inactive"
+            if published.pacer is not None:
+                published.pacer.stop()
             return await self._negotiate_publisher(timeout)
 
     async def _negotiate_publisher(self, timeout: float) -> Message:
@@ -347,9 +385,13 @@ class SfuClient:
             return
         for transceiver in self.publisher.getTransceivers():
             if transceiver.kind == "video":
-                self._dropper.video_ssrcs.add(transceiver.sender._ssrc)
-                self._dropper.rtx_ssrcs.add(transceiver.sender._rtx_ssrc)
-                self._dropper.install(transceiver.sender.transport)
+                sender = transceiver.sender
+                self._dropper.video_ssrcs.add(sender._ssrc)
+                self._dropper.rtx_ssrcs.add(sender._rtx_ssrc)
+                if isinstance(sender, ForwardingSender):
+                    self._dropper.install_on_sender(sender)  # it never calls _send_rtp
+                else:
+                    self._dropper.install(sender.transport)
 
     # --- subscribing -----------------------------------------------------------------------
 
@@ -393,6 +435,9 @@ class SfuClient:
             return
         self._closed = True
         await self._subscriber.close()
+        for published in self.published.values():
+            if published.pacer is not None:
+                published.pacer.stop()
         if self.publisher is not None:
             try:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):

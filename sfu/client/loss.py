@@ -1,7 +1,9 @@
 """Test hook: drop first transmissions of outgoing video RTP, to exercise upstream NACK.
 
-The hook replaces ``RTCDtlsTransport._send_rtp`` on one transport instance (an instance
-attribute; the class is untouched). RTCP always passes, and so does every retransmission: RTX
+The hook replaces ``RTCDtlsTransport._send_rtp`` on one transport instance (stock senders), or
+``ForwardingSender._send_plain`` on one sender instance (the direct publisher, whose packets
+never pass through the transport's ``_send_rtp``): an instance attribute; the class is
+untouched. RTCP always passes, and so does every retransmission: RTX
 packets carry the RTX SSRC (not a media SSRC in the set), and a plain retransmission repeats a
 (SSRC, sequence number) already seen.
 """
@@ -15,6 +17,8 @@ from collections.abc import Awaitable, Callable
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket, is_rtcp
+
+from sfu.media.forwarding_sender import ForwardingSender
 
 logger = logging.getLogger(__name__)
 
@@ -90,4 +94,23 @@ class OutgoingVideoDropper:
         attributes = vars(transport)  # instance attributes shadow the class's method
         attributes["_sfu_client_original_send_rtp"] = original
         attributes["_send_rtp"] = send_rtp
+        attributes["_sfu_client_dropper"] = self
+
+    def install_on_sender(self, sender: ForwardingSender) -> None:
+        """Wrap ``sender._send_plain`` (plain RTP, before SRTP) once; later calls on the same
+        sender do nothing. Its retransmissions go the same way and always pass."""
+        if getattr(sender, "_sfu_client_dropper", None) is self:
+            return
+        original: Callable[[bytes], None] = getattr(
+            sender, "_sfu_client_original_send_plain", sender._send_plain
+        )
+
+        def send_plain(plain: bytes) -> None:
+            if self.should_drop(plain):
+                return
+            original(plain)
+
+        attributes = vars(sender)  # an instance attribute shadows the class's method
+        attributes["_sfu_client_original_send_plain"] = original
+        attributes["_send_plain"] = send_plain
         attributes["_sfu_client_dropper"] = self

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
 
 from sfu.client.remote import RemoteTrackInfo
+
+if TYPE_CHECKING:
+    from sfu.client.direct_publish import DirectPacer
 
 
 class JoinRefused(Exception):
@@ -42,6 +46,22 @@ class PublishedTrack:
     source: str
     transceiver: RTCRtpTransceiver
     active: bool = True
+    pacer: DirectPacer | None = None
+    """With ``publish_mode="direct"``: what sends the track's clip (the track's ``recv`` is
+    never called then)."""
+
+    @property
+    def frames_sent(self) -> int:
+        """Encoded frames handed out (by the pacer, or by the track's ``recv``)."""
+        if self.pacer is not None:
+            return self.pacer.frames_sent
+        return int(getattr(self.track, "packets_sent", 0))
+
+    @property
+    def keyframe_requests(self) -> int:
+        if self.pacer is not None:
+            return self.pacer.keyframe_requests
+        return int(getattr(self.track, "keyframe_requests", 0))
 
     @property
     def track_id(self) -> str:
@@ -116,8 +136,8 @@ def build_stats(
             source=p.source,
             kind=str(p.track.kind),
             active=p.active,
-            packets_sent=int(getattr(p.track, "packets_sent", 0)),
-            keyframe_requests=int(getattr(p.track, "keyframe_requests", 0)),
+            packets_sent=p.frames_sent,
+            keyframe_requests=p.keyframe_requests,
         )
         for tid, p in published_tracks.items()
     }

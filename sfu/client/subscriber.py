@@ -127,6 +127,9 @@ class SubscriberSide:
         count_sent_nacks(receiver, resolve)
         if isinstance(receiver, TapReceiver):
             receiver.sink = RtpFrameCounter(resolve)
+            # No REMB from a counting subscriber: the SFU's senders ignore it, and the remote
+            # bitrate estimator is a large share of the client's per-packet receive cost.
+            receiver._estimator = None
         else:
             task = asyncio.create_task(consume_decoded(track, resolve))
             self._tasks.add(task)

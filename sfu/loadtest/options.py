@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 Codec = Literal["vp8", "h264"]
 DecodeMode = Literal["none", "one", "per-room"]
+PublisherMode = Literal["stock", "direct"]
+PUBLISHER_MODES: tuple[PublisherMode, ...] = ("direct", "stock")
 CODECS: tuple[Codec, ...] = ("vp8", "h264")
 DECODE_MODES: tuple[DecodeMode, ...] = ("none", "one", "per-room")
 MAX_OBSERVERS = 14  # max_participants is at most 16 (api-contract.md §2)
@@ -50,6 +52,9 @@ class LoadtestOptions:
     audio: bool
     decode: DecodeMode
     secret: str | None
+    publisher: PublisherMode = "direct"
+    """How publishers send: ``direct`` (clips packetized once, paced into the SFU's forwarding
+    sender) or ``stock`` (aiortc's RTCRtpSender packing ``av.Packet`` objects)."""
     """Mints the service token and participant tokens (None with ``--tokens``)."""
     room_tokens: tuple[RoomTokens, ...] = ()
     """With ``--tokens``: the rooms exist already and are neither created nor deleted."""
@@ -101,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="one",
         help="which subscriptions decode (to prove the media is sound): none, one (the "
         "first room's mentee), per-room (each room's mentee); the others count RTP only",
+    )
+    parser.add_argument(
+        "--publisher",
+        default="direct",
+        help="how the clients send: direct (clips packetized once and paced straight into "
+        "RTP, cheaper per packet) or stock (aiortc's sender); default direct",
     )
     parser.add_argument("--record", action="store_true", help="create rooms with record=true")
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
@@ -193,6 +204,10 @@ def options_from_args(
         raise OptionsError(
             f"--decode must be one of {', '.join(DECODE_MODES)}, got {args.decode!r}"
         )
+    if args.publisher not in PUBLISHER_MODES:
+        raise OptionsError(
+            f"--publisher must be one of {', '.join(PUBLISHER_MODES)}, got {args.publisher!r}"
+        )
     if not args.connect_timeout > 0:
         raise OptionsError(f"--connect-timeout must be above 0, got {args.connect_timeout:g}")
     for address in args.ice_address:
@@ -236,6 +251,7 @@ def options_from_args(
         audio=not args.no_audio,
         decode=args.decode,
         secret=secret,
+        publisher=args.publisher,
         room_tokens=room_tokens,
         record=bool(args.record),
         json_path=args.json,

@@ -331,7 +331,8 @@ def text_table(result: dict[str, Any]) -> str:
             "CPU-s/s per stream",
             f"SFU {_num(sfu['cpu_s_per_s_per_stream'], 4)}, "
             f"client {_num(client['cpu_s_per_s_per_stream'], 4)} "
-            f"({client['forwarded_streams']} streams)",
+            f"({client['forwarded_streams']} streams, "
+            f"{result['options'].get('publisher', 'stock')} publisher)",
         ),
     ]
     width = max(len(name) for name, _ in rows)
@@ -340,6 +341,7 @@ def text_table(result: dict[str, Any]) -> str:
         lines.append(
             "warning: the client costs more CPU per stream than the SFU; on a shared machine "
             "it saturates first and the SFU's limit is not measured"
+            + (" (try --publisher direct)" if result["options"].get("publisher") == "stock" else "")
         )
     if joins["failed_by_code"].get("4429") or joins["failed_by_code"].get("http_429"):
         lines.append(

@@ -1,8 +1,10 @@
 """One load-test room: its REST life (create, delete) and its participants.
 
 The mentor and the mentee each publish pre-encoded camera video (and Opus unless
-``--no-audio``) from :class:`PacedPacketTrack` (``av.Packet`` objects aiortc only packetizes)
-and receive each other; observers only receive. A refused join is recorded with its close code
+``--no-audio``) from :class:`PacedPacketTrack` clips and receive each other; observers only
+receive. With ``--publisher direct`` (the default) the clips are packetized once and paced
+straight into RTP (:mod:`sfu.client.direct_publish`); with ``stock`` aiortc's sender packs the
+``av.Packet`` objects the track hands out. A refused join is recorded with its close code
 and never raises.
 """
 
@@ -195,6 +197,7 @@ class LoadtestRoom:
                 timeout=options.connect_timeout_s,
                 decode=participant.decode,
                 session=self._http,
+                publish_mode=options.publisher,
             )
         except JoinRefused as exc:
             record.failure, record.detail = failure_label(exc.close_code), exc.reason

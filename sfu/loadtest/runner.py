@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from sfu.client.direct_publish import prepare_clip
 from sfu.loadtest.metrics_poll import MetricsPoller, SfuSample
 from sfu.loadtest.options import LoadtestOptions, OptionsError, options_from_args
 from sfu.loadtest.progress import Progress, ProgressState
@@ -50,10 +51,14 @@ def client_cpu_seconds() -> float:
 
 
 def prepare_clips(options: LoadtestOptions) -> None:
-    """Build (once, cached on disk) and load the clips before anything is timed."""
-    video_clip(options)
+    """Build (once, cached on disk), load and (direct publisher) packetize the clips before
+    anything is timed."""
+    clips = [video_clip(options)]
     if options.audio:
-        audio_clip()
+        clips.append(audio_clip())
+    if options.publisher == "direct":
+        for clip in clips:
+            prepare_clip(clip)
 
 
 class LoadtestRun:

@@ -73,6 +73,8 @@ async def test_two_rooms_json_chart_and_cleanup(loadtest_sfu: SfuProcess, tmp_pa
     assert "loadtest:" in done.stderr  # progress lines (stderr is not a terminal here)
     result = json.loads(out.read_text())
     assert result["schema"] == "sfu-loadtest/1"
+    assert result["options"]["publisher"] == "direct"  # the default
+    assert "direct publisher" in done.stdout
 
     assert result["rooms"]["requested"] == 2 and result["rooms"]["created"] == 2
     assert result["rooms"]["max_live"] == 2
@@ -140,6 +142,30 @@ async def test_two_rooms_json_chart_and_cleanup(loadtest_sfu: SfuProcess, tmp_pa
     assert result["rooms"]["left_behind"] == [] and result["rooms"]["deleted"] == 2
     remaining = await rooms_on(loadtest_sfu)
     assert not set(result["rooms"]["ids"]) & set(remaining), remaining
+
+
+async def test_stock_publisher_still_works(loadtest_sfu: SfuProcess, tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    done = run_loadtest(
+        loadtest_sfu,
+        "--secret",
+        TEST_SECRET,
+        "--publisher",
+        "stock",
+        "--duration",
+        "4",
+        "--no-progress",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "stock publisher" in done.stdout
+    result = json.loads(out.read_text())
+    assert result["options"]["publisher"] == "stock"
+    assert len(result["subscriptions"]) == 4
+    assert all(s["fps"] is not None and s["fps"] > 20 for s in result["subscriptions"])
+    assert result["video"]["decoded_subscriptions"] == 1
+    assert result["rooms"]["left_behind"] == []
 
 
 async def test_refused_joins_counted_by_close_code(

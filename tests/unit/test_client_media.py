@@ -9,6 +9,8 @@ import itertools
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,9 +18,11 @@ import av
 import pytest
 from aioice.ice import get_host_addresses
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc.codecs.vpx import vp8_depayload
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
+from sfu.client.direct_publish import DirectPacer, prepare_clip
 from sfu.client.loss import OutgoingVideoDropper
 from sfu.client.media import (
     AUDIO_CLOCK_RATE,
@@ -34,6 +38,10 @@ from sfu.client.media import (
     load_clip,
     route_keyframe_requests,
 )
+from sfu.ice.connection import IceConfig
+from sfu.media.forwarding_sender import ForwardingSender
+from sfu.media.keyframes import h264_starts_keyframe, vp8_starts_keyframe
+from sfu.media.seams import PeerSetup, SeamPeerConnection
 
 # --- fixtures ----------------------------------------------------------------------------------
 
@@ -342,3 +350,107 @@ async def test_loopback_recovers_dropped_first_transmissions(
         while dropper.retransmissions < dropper.dropped_packets:
             await remote.recv()
     assert dropper.retransmissions >= dropper.dropped_packets
+
+
+# --- the direct publisher: clips packetized once, paced into a ForwardingSender ------------------
+
+
+def test_prepare_clip_packetizes_once_with_aiortc_payloaders(
+    vp8_short: Clip, clip_dir: Path
+) -> None:
+    prepared = prepare_clip(vp8_short)
+    assert prepare_clip(vp8_short) is prepared  # memoized: shared by every pacer of the clip
+    assert prepared.vp8_picture_id
+    assert [f.keyframe for f in prepared.frames] == [u.keyframe for u in vp8_short.units]
+    for frame, unit in zip(prepared.frames, vp8_short.units, strict=True):
+        assert b"".join(vp8_depayload(p) for p in frame.payloads) == unit.data
+        # The SFU's keyframe detection sees the keyframes (and only them) in the payloads.
+        assert vp8_starts_keyframe(frame.payloads[0]) == unit.keyframe
+        assert all(len(p) <= 1300 for p in frame.payloads)
+    h264 = load_clip(build_h264_clip(clip_dir / "prep.h264", width=320, height=240, seconds=1))
+    prepared_h264 = prepare_clip(h264)
+    assert not prepared_h264.vp8_picture_id
+    for frame, unit in zip(prepared_h264.frames, h264.units, strict=True):
+        assert h264_starts_keyframe(frame.payloads[0]) == unit.keyframe
+    opus = load_clip(build_opus_clip(clip_dir / "prep.ogg", seconds=0.2))
+    assert [f.payloads for f in prepare_clip(opus).frames] == [(u.data,) for u in opus.units]
+
+
+@dataclass
+class _Received:
+    packets: list[RtpPacket] = dc_field(default_factory=list)
+
+
+async def test_direct_pacer_loops_with_monotonic_seq_ts_and_picture_id(vp8_short: Clip) -> None:
+    """A pacer on a forwarding (seams) peer connection plays a 0.5 s clip three times to a stock
+    aiortc receiver that decodes it: sequence numbers, RTP timestamps and VP8 picture ids all
+    keep increasing across the loop boundaries; a PLI jumps to the next keyframe."""
+    sender_pc = SeamPeerConnection(
+        PeerSetup(ice=IceConfig(addresses=("127.0.0.1",)), forwarding=True)
+    )
+    receiver_pc = _peer_connection()
+    track = PacedPacketTrack(vp8_short, track_id="direct-cam")
+    transceiver = sender_pc.addTransceiver(track, direction="sendonly")
+    transceiver.setCodecPreferences(codec_preferences("vp8"))
+    sender = transceiver.sender
+    assert isinstance(sender, ForwardingSender)
+    pacer = DirectPacer(prepare_clip(vp8_short))
+    pacer.attach(sender)
+    received = _Received()
+    frames: list[av.VideoFrame] = []
+
+    def on_track(remote: MediaStreamTrack) -> None:
+        receiver = next(
+            t.receiver for t in receiver_pc.getTransceivers() if t.receiver.track is remote
+        )
+        original = receiver._handle_rtp_packet
+
+        async def recording(packet: RtpPacket, *args: object, **kwargs: object) -> None:
+            received.packets.append(packet)
+            await original(packet, *args, **kwargs)
+
+        vars(receiver)["_handle_rtp_packet"] = recording
+
+        async def consume() -> None:
+            while True:
+                frame = await remote.recv()
+                assert isinstance(frame, av.VideoFrame)
+                frames.append(frame)
+
+        consumers.append(asyncio.ensure_future(consume()))
+
+    consumers: list[asyncio.Future[None]] = []
+    receiver_pc.on("track", on_track)
+    try:
+        async with asyncio.timeout(15):
+            await sender_pc.setLocalDescription(await sender_pc.createOffer())
+            await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+            await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+            await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+            while pacer.loops_completed < 3:
+                await asyncio.sleep(0.05)
+        keyframes = pacer.keyframes_sent
+        assert keyframes >= 9  # 3 per loop
+        pacer.request_keyframe()
+        await asyncio.sleep(0.1)
+        assert pacer.keyframe_requests == 1
+        assert pacer.running and pacer.send_errors == 0
+    finally:
+        pacer.stop()
+        for consumer in consumers:
+            consumer.cancel()
+        async with asyncio.timeout(10):
+            await sender_pc.close()
+            await receiver_pc.close()
+    assert not pacer.running and pacer.stopped
+    assert len(frames) >= 40 and {(f.width, f.height) for f in frames} == {(160, 120)}
+    media = [p for p in received.packets if p.payload_type == received.packets[0].payload_type]
+    assert len(media) >= pacer.rtp_packets_sent - 5
+    seqs = [p.sequence_number for p in media]
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(seqs))
+    starts = [p for p in media if p.payload[0] & 0x10]  # S bit: one per frame
+    ts_steps = {(b.timestamp - a.timestamp) & 0xFFFFFFFF for a, b in itertools.pairwise(starts)}
+    assert ts_steps == {3000}  # one 30 fps frame apart, loops and the jump included
+    picture_ids = [int.from_bytes(p.payload[2:4], "big") & 0x7FFF for p in starts]
+    assert all((b - a) & 0x7FFF == 1 for a, b in itertools.pairwise(picture_ids))
+    assert len(starts) > 2 * len(vp8_short.units)

@@ -34,6 +34,8 @@ def test_defaults_and_derived_urls() -> None:
         1000,
     )
     assert options.audio and options.decode == "one" and options.creates_rooms
+    assert options.publisher == "direct"
+    assert parse("--secret", "s" * 32, "--publisher", "stock").publisher == "stock"
     assert options.ws_url == "ws://127.0.0.1:8080/ws"
     assert options.ice_addresses == ("127.0.0.1",)  # loopback URL: gather on loopback only
     remote = parse("--url", "https://sfu.example.org/", "--secret", "x" * 32)
@@ -58,6 +60,7 @@ def test_secret_from_environment() -> None:
         (("--codec", "av1"), "--codec must be one of vp8, h264"),
         (("--video-kbps", "10"), "--video-kbps must be 50..20000"),
         (("--decode", "all"), "--decode must be one of none, one, per-room"),
+        (("--publisher", "fast"), "--publisher must be one of direct, stock"),
         (("--url", "ftp://x"), "--url must be an http(s) URL"),
         (("--url", "http://x/?a=1"), "--url must not have a query"),
         (("--ice-address", "nope"), "--ice-address: 'nope' is not an IP address"),

@@ -164,6 +164,11 @@ def test_report_warns_when_the_client_is_dearer() -> None:
     result = build_result({}, _joins()[:2], [_sub("a", "video", 30.0)], timeline, _facts())
     assert result["client"]["cheaper_per_stream_than_sfu"] is False
     assert "costs more CPU per stream than the SFU" in text_table(result)
+    assert "--publisher direct" not in text_table(result)
+    stock = build_result(
+        {"publisher": "stock"}, _joins()[:2], [_sub("a", "video", 30.0)], timeline, _facts()
+    )
+    assert "stock publisher" in text_table(stock) and "try --publisher direct" in text_table(stock)
 
 
 def test_result_without_any_sample() -> None:

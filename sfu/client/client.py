@@ -69,6 +69,7 @@ class SfuClient:
         decode: bool,
         owns_session: bool,
         publish_mode: PublishMode = "stock",
+        count_headers: bool = False,
     ) -> None:
         if publish_mode not in PUBLISH_MODES:
             raise ValueError(f"unknown publish_mode {publish_mode!r}")
@@ -96,7 +97,7 @@ class SfuClient:
         self._closed = False
         self._publish_lock = asyncio.Lock()
         self._dropper: OutgoingVideoDropper | None = None
-        self._subscriber = SubscriberSide(ice, decode, self.send)
+        self._subscriber = SubscriberSide(ice, decode, self.send, count_headers=count_headers)
         self._reader = asyncio.create_task(self._read())
 
     # --- connection ------------------------------------------------------------------------
@@ -112,11 +113,15 @@ class SfuClient:
         decode: bool = True,
         session: aiohttp.ClientSession | None = None,
         publish_mode: PublishMode = "stock",
+        count_headers: bool = False,
     ) -> SfuClient:
         """Open ``GET {ws_url}?token=...`` and wait for ``joined``.
 
         ``publish_mode="direct"``: published :class:`PacedPacketTrack` clips are paced
         straight into RTP by a :class:`DirectPacer` (see the module doc).
+        ``count_headers=True`` (with ``decode=False``): received SRTP is counted from its
+        cleartext headers, never decrypted (sfu/client/header_count.py; the load tester's
+        receivers): cheaper, but payloads are not authenticated or readable.
 
         Raises :class:`JoinRefused` if the socket closes first (or the handshake is refused),
         ``TimeoutError`` if nothing decisive arrives within ``timeout``.
@@ -135,7 +140,15 @@ class SfuClient:
             if owns:
                 await http.close()
             raise
-        client = cls(ws, http, ice=ice, decode=decode, owns_session=owns, publish_mode=publish_mode)
+        client = cls(
+            ws,
+            http,
+            ice=ice,
+            decode=decode,
+            owns_session=owns,
+            publish_mode=publish_mode,
+            count_headers=count_headers,
+        )
         try:
             await client.wait_for("joined", timeout=max(0.0, deadline - time.monotonic()))
         except SfuConnectionClosed as exc:

@@ -10,6 +10,7 @@ from typing import Any
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
+from sfu.client.header_count import HeaderCountingPath
 from sfu.client.remote import (
     RemoteTrackInfo,
     Resolver,
@@ -21,6 +22,7 @@ from sfu.client.remote import (
     track_infos_from_offer,
 )
 from sfu.ice.connection import IceConfig
+from sfu.media.internals import internal
 from sfu.media.seams import PeerSetup, SeamPeerConnection, TapReceiver, client_peer_connection
 
 logger = logging.getLogger(__name__)
@@ -48,9 +50,12 @@ class SubscriberSide:
         ice: IceConfig | None,
         decode: bool,
         send: Callable[[Message], Awaitable[None]],
+        *,
+        count_headers: bool = False,
     ) -> None:
         self.ice = ice
         self.decode = decode
+        self.count_headers = count_headers and not decode
         self.pc: RTCPeerConnection | None = None
         self.remote_tracks: dict[str, RemoteTrackInfo] = {}
         self.errors: list[str] = []
@@ -99,11 +104,23 @@ class SubscriberSide:
         async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
+        if self.count_headers:
+            self._count_from_headers(pc)
         for transceiver in pc.getTransceivers():
             track_id = mids.get(transceiver.mid or "")
             if track_id is not None and transceiver.receiver.track is not None:
                 self.remote_tracks[track_id].track = transceiver.receiver.track
         await self._send({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
+
+    @staticmethod
+    def _count_from_headers(pc: RTCPeerConnection) -> None:
+        """Counting subscribers read SRTP headers instead of decrypting (header_count.py)."""
+        for transceiver in pc.getTransceivers():
+            dtls = transceiver.receiver.transport
+            connection = internal(dtls.transport, "_connection")
+            full = getattr(connection, "rtp_handler", None)
+            if full is not None and not isinstance(full, HeaderCountingPath):
+                connection.rtp_handler = HeaderCountingPath(dtls, full)
 
     def _resolver(self, mid: str | None, fallback_id: str) -> Resolver:
         # An m-line can carry another track after a re-offer: resolve through the mid each time.

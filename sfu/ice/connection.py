@@ -91,7 +91,7 @@ class SfuStunProtocol(StunProtocol):
         super().__init__(receiver)
         self._lease = lease
         self.component = component
-        self._rtp_handler: Callable[[bytes], bool] | None = None
+        self._owner = receiver if isinstance(receiver, SfuConnection) else None
         self.ready = False
         """Set once `local_candidate` is assigned. Datagrams that arrive on the fresh socket
         before that (nobody can know the port yet but a scanner) are dropped as junk."""
@@ -107,9 +107,7 @@ class SfuStunProtocol(StunProtocol):
         if not self.ready:
             self._drop_junk(raw, (addr[0], addr[1]), "before the candidate was ready")
         elif raw and raw[0] > 3:
-            handler = self._rtp_handler
-            if handler is None:
-                handler = self._rtp_handler = getattr(self.receiver, "rtp_handler", None)
+            handler = self._owner.rtp_handler if self._owner is not None else None
             if handler is None or not handler(raw):
                 self.receiver.data_received(raw, self.component)
         else:

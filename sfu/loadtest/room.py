@@ -198,6 +198,7 @@ class LoadtestRoom:
                 decode=participant.decode,
                 session=self._http,
                 publish_mode=options.publisher,
+                count_headers=True,
             )
         except JoinRefused as exc:
             record.failure, record.detail = failure_label(exc.close_code), exc.reason

@@ -25,10 +25,12 @@ DTLS_PRIVATE = (
     "_rtp_header_extensions_map",
     "_RTCDtlsTransport__rx_bytes",
     "_RTCDtlsTransport__rx_packets",
+    "_ssl",
 )
 """ForwardingSender protects and sends on its own (RTCDtlsTransport's tx SRTP session and
 state); RtpFastPath unprotects, parses and routes on its own (rx SRTP session, header extension
-map, RTP router, receive counters)."""
+map, RTP router, receive counters); the load tester's HeaderCountingPath reads the negotiated
+SRTP profile from `_ssl`."""
 ICE_PRIVATE = ("_connection",)
 """RTCIceTransport's aioice Connection, whose `_nominated[1]` pair (protocol, remote_addr) the
 ForwardingSender sends on."""

@@ -64,11 +64,16 @@ async def join(sfu: SfuProcess) -> AsyncIterator[Join]:
         user: str | None = None,
         server: SfuProcess | None = None,
         decode: bool = True,
+        count_headers: bool = False,
     ) -> SfuClient:
         target = server or sfu
         user = user or f"user{next(_users)}"
         client = await SfuClient.connect(
-            target.ws_url, target.token(room_id, user, role), ice=LOOPBACK, decode=decode
+            target.ws_url,
+            target.token(room_id, user, role),
+            ice=LOOPBACK,
+            decode=decode,
+            count_headers=count_headers,
         )
         clients.append(client)
         return client

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
-from sfu.client.model import SfuErrorReply
+from sfu.client.model import RemoteTrackStats, SfuErrorReply
+from sfu.media.internals import internal
 from tests.integration.conftest import Join, camera, create_room, metric, microphone
 from tests.sfu_process import SfuProcess
 
@@ -134,3 +137,37 @@ async def test_counting_subscriber_counts_packets_and_bytes(sfu: SfuProcess, joi
     assert remote.octets >= remote.packets * 100  # ~1 Mbit/s VP8: full-size packets
     assert remote.frames <= sent.packets_sent  # packets_sent counts encoded frames handed out
     assert info.width == 0  # nothing was decoded
+
+
+async def test_header_counting_subscriber_counts_what_a_decrypting_one_counts(
+    sfu: SfuProcess, join: Join
+) -> None:
+    """The load tester's receivers count from SRTP headers without decrypting: they must see
+    the same frames, packets and payload bytes as a subscriber that decrypts every packet."""
+    room = await create_room(sfu)
+    mentor = await join(room["room_id"], "mentor")
+    decrypting = await join(room["room_id"], "observer", decode=False)
+    headers = await join(room["room_id"], "observer", decode=False, count_headers=True)
+    await mentor.publish({camera(): "camera", microphone(): "microphone"})
+    for client in (decrypting, headers):
+        await client.wait_frames(lambda i: i.kind == "video", FRAMES, timeout=30)
+    camera_track = next(p for p in mentor.published.values() if p.source == "camera")
+    await mentor.unpublish(camera_track.track)
+    await asyncio.sleep(1.0)  # what is in flight arrives; the camera has stopped
+
+    def video(client: object) -> RemoteTrackStats:
+        stats = client.stats().remote.values()  # type: ignore[attr-defined]
+        return next(s for s in stats if s.kind == "video")
+
+    a, b = video(decrypting), video(headers)
+    assert b.frames >= FRAMES and b.packets > b.frames
+    # Both joined before the camera started and saw it stop: the same stream, give or take
+    # the first keyframe wait of each subscription.
+    assert abs(a.frames - b.frames) <= 60
+    assert abs(a.octets / a.packets - b.octets / b.packets) < 2  # bytes per packet agree
+    subscriber_side = headers._subscriber
+    paths = {
+        type(internal(t.receiver.transport.transport, "_connection").rtp_handler).__name__
+        for t in subscriber_side.pc.getTransceivers()
+    }
+    assert paths == {"HeaderCountingPath"}

@@ -60,6 +60,8 @@ class TapReceiver(RTCRtpReceiver):
         self.packets = 0
         self.octets = 0
         self.nacks_sent = 0
+        self._rtx_pt: dict[int, bool] = {}  # payload type -> is RTX (is_rtx per packet costs)
+        self._frame_bytes = 0  # payload bytes of the video frame in progress, for REMB
 
     def _set_rtcp_ssrc(self, ssrc: int) -> None:
         super()._set_rtcp_ssrc(ssrc)
@@ -71,6 +73,7 @@ class TapReceiver(RTCRtpReceiver):
         for codec in parameters.codecs:
             if codec.payloadType is not None:
                 self.codecs[codec.payloadType] = codec
+        self._rtx_pt.clear()
         for encoding in parameters.encodings:
             if encoding.rtx:
                 self._rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
@@ -94,23 +97,30 @@ class TapReceiver(RTCRtpReceiver):
         if not self._enabled:
             return
         if self._estimator is not None and packet.extensions.abs_send_time is not None:
-            remb = self._estimator.add(
-                abs_send_time=packet.extensions.abs_send_time,
-                arrival_time_ms=arrival_time_ms,
-                payload_size=len(packet.payload) + packet.padding_size,
-                ssrc=packet.ssrc,
-            )
-            if self._rtcp_ssrc is not None and remb is not None:
-                background.spawn(
-                    self._send_rtcp(
-                        RtcpPsfbPacket(
-                            fmt=RTCP_PSFB_APP,
-                            ssrc=self._rtcp_ssrc,
-                            media_ssrc=0,
-                            fci=pack_remb_fci(*remb),
+            # The estimator is fed once per frame, with the frame's bytes, at its last packet
+            # (send time and arrival of that packet): its groups become one per frame instead
+            # of per 5 ms burst, the bytes and the rate are the same, for about a quarter of
+            # the calls (it is pure Python and was the largest item of the receive path).
+            self._frame_bytes += len(packet.payload) + packet.padding_size
+            if packet.marker:
+                remb = self._estimator.add(
+                    abs_send_time=packet.extensions.abs_send_time,
+                    arrival_time_ms=arrival_time_ms,
+                    payload_size=self._frame_bytes,
+                    ssrc=packet.ssrc,
+                )
+                self._frame_bytes = 0
+                if self._rtcp_ssrc is not None and remb is not None:
+                    background.spawn(
+                        self._send_rtcp(
+                            RtcpPsfbPacket(
+                                fmt=RTCP_PSFB_APP,
+                                ssrc=self._rtcp_ssrc,
+                                media_ssrc=0,
+                                fci=pack_remb_fci(*remb),
+                            )
                         )
                     )
-                )
         codec = self.codecs.get(packet.payload_type)
         if codec is None:
             return
@@ -118,7 +128,10 @@ class TapReceiver(RTCRtpReceiver):
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
-        if is_rtx(codec):
+        rtx = self._rtx_pt.get(packet.payload_type)
+        if rtx is None:
+            rtx = self._rtx_pt[packet.payload_type] = is_rtx(codec)
+        if rtx:
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if (

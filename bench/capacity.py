@@ -80,8 +80,30 @@ def _cpus(text: str) -> set[int]:
     return {int(part) for part in text.split(",") if part.strip()}
 
 
-def run_once(args: argparse.Namespace, rooms: int, duration: float) -> Run:
+@dataclass(frozen=True)
+class Variant:
+    """An SFU to measure: a checkout (None: this one) and its event loop."""
+
+    name: str
+    src: str | None = None
+    event_loop: str | None = None  # "asyncio" to turn uvloop off
+    record: bool = False  # rooms created with record: true
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """`NAME=PATH[@asyncio][+record]`, PATH `.` for this checkout."""
+        name, _, rest = text.partition("=")
+        rest, plus, _ = rest.partition("+record")
+        src, _, loop = rest.partition("@")
+        return cls(name, None if src in ("", ".") else src, loop or None, bool(plus))
+
+
+def run_once(
+    args: argparse.Namespace, rooms: int, duration: float, variant: Variant | None = None
+) -> Run:
     run = Run(rooms=rooms, duration_s=duration)
+    src = variant.src if variant is not None else args.sfu_src
+    event_loop = variant.event_loop if variant is not None else None
     overrides = {
         "SFU_LOG_LEVEL": "WARNING",
         "SFU_DRAIN_TIMEOUT_S": "0",
@@ -90,11 +112,13 @@ def run_once(args: argparse.Namespace, rooms: int, duration: float) -> Run:
         "SFU_REST_RATE_PER_IP": "10000",
         "SFU_REST_BURST_PER_IP": "10000",
     }
-    if args.sfu_src:
-        overrides["PYTHONPATH"] = str(Path(args.sfu_src).resolve())
-    if args.no_uvloop:
+    if src:
+        overrides["PYTHONPATH"] = str(Path(src).resolve())
+    if args.no_uvloop or event_loop == "asyncio":
         overrides["SFU_EVENT_LOOP"] = "asyncio"
     sfu = make_sfu(PORT_MIN, PORT_MAX, f"capacity-{rooms}", **overrides)
+    if src:
+        sfu.cwd = Path(src).resolve()  # `python -m sfu` imports from its working directory
     sfu.start(timeout=30)
     try:
         pin(sfu.pid, _cpus(args.sfu_cpus))
@@ -121,6 +145,7 @@ def run_once(args: argparse.Namespace, rooms: int, duration: float) -> Run:
                 "--json",
                 str(out),
                 "--no-progress",
+                *(["--record"] if variant is not None and variant.record else []),
                 *args.loadtest_arg,
             ]
             env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
@@ -204,8 +229,19 @@ def main() -> None:
     parser.add_argument(
         "--loadtest-arg", action="append", default=[], help="extra argument for sfu loadtest"
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="A/B mode: NAME=PATH[@asyncio][+record] (repeat); every room count is run for each "
+        "variant in turn, --rounds times",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="A/B mode: rounds")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.variant:
+        compare([Variant.parse(v) for v in args.variant], args)
+        return
     began = time.time()
     runs: list[Run] = []
     for rooms in [int(x) for x in args.rooms.split(",") if x]:
@@ -220,7 +256,7 @@ def main() -> None:
         if not run.kept_up:
             break
     held = max((r.rooms for r in holds if r.kept_up), default=None)
-    result = {
+    result: dict[str, Any] = {
         "command": " ".join(["python", "-m", "bench.capacity", *sys.argv[1:]]),
         "machine": machine(),
         "sfu_src": args.sfu_src or str(REPO),
@@ -246,6 +282,55 @@ def main() -> None:
     print(text)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.with_suffix(".txt").write_text(text + "\n")
+
+
+def compare(variants: list[Variant], args: argparse.Namespace) -> None:
+    """Round-robin runs of every variant at every room count, so the machine's drift hits
+    them alike; a fit per variant over all its runs, and the median CPU per room count."""
+    began = time.time()
+    counts = [int(x) for x in args.rooms.split(",") if x]
+    runs: dict[str, list[Run]] = {v.name: [] for v in variants}
+    for round_index in range(args.rounds):
+        for rooms in counts:
+            for variant in variants:
+                run = run_once(args, rooms, args.duration, variant)
+                print(
+                    f"round {round_index} {variant.name} rooms={rooms}: "
+                    f"{run.sfu_cpu_cores:.3f} cores, kept up {run.kept_up}",
+                    flush=True,
+                )
+                runs[variant.name].append(run)
+    lines = ["| variant | " + " | ".join(f"{n} rooms (median cores)" for n in counts)]
+    lines[0] += " | per room (fit) | fixed (fit) |"
+    lines.append("|" + "---|" * (len(counts) + 3))
+    result: dict[str, Any] = {}
+    for variant in variants:
+        mine = runs[variant.name]
+        medians = [
+            float(np.median([r.sfu_cpu_cores for r in mine if r.rooms == n])) for n in counts
+        ]
+        cpu = fit(mine, "sfu_cpu_cores")
+        result[variant.name] = {
+            "variant": asdict(variant),
+            "runs": [asdict(r) | {"kept_up": r.kept_up} for r in mine],
+            "median_cores": dict(zip(counts, medians, strict=True)),
+            "cpu_fit": cpu,
+        }
+        cells = " | ".join(f"{m:.3f}" for m in medians)
+        slope = f"{cpu['per_room']:.4f}" if cpu else "-"
+        fixed = f"{cpu['fixed']:.4f}" if cpu else "-"
+        lines.append(f"| {variant.name} | {cells} | {slope} | {fixed} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.json:
+        out = {
+            "command": " ".join(["python", "-m", "bench.capacity", *sys.argv[1:]]),
+            "machine": machine(),
+            "variants": result,
+            "elapsed_s": round(time.time() - began, 1),
+        }
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
         args.json.with_suffix(".txt").write_text(text + "\n")
 
 

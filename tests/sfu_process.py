@@ -36,6 +36,8 @@ class SfuProcess:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(default_factory=lambda: LOG_DIR / "sfu.log")
+    cwd: Path | None = None
+    """Working directory of the process (`python -m sfu` imports `sfu` from it first)."""
 
     @property
     def url(self) -> str:
@@ -65,6 +67,7 @@ class SfuProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sfu", "serve"],
             env=self.env,
+            cwd=self.cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
         )

@@ -95,6 +95,7 @@ class TrackRecorder:
         self._queue: deque[_Item] = deque()
         self._overflowed = False
         self._drain: BatchDrain | None = None
+        self._accepted: RTCRtpCodecParameters | None = None
         self._last_ask = 0.0
         self._closing = False
         self._closed = False
@@ -132,10 +133,16 @@ class TrackRecorder:
 
     def tap(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         """`RtpTap`: never blocks; a full queue drops the packet and counts it."""
-        if self._closing or not packet.payload or codec.name.lower() != self.codec:
+        if self._closing or not packet.payload:
             self.packets_ignored += 1
             return
-        if len(self._queue) >= self.queue_limit:
+        if codec is not self._accepted:  # the codec object is the same for every packet
+            if codec.name.lower() != self.codec:
+                self.packets_ignored += 1
+                return
+            self._accepted = codec
+        queue = self._queue
+        if len(queue) >= self.queue_limit:
             self.packets_dropped += 1
             if not self._overflowed:
                 self._overflowed = True
@@ -145,7 +152,7 @@ class TrackRecorder:
                     self.queue_limit,
                 )
             return
-        self._queue.append(
+        queue.append(
             (
                 packet.sequence_number,
                 packet.timestamp,
@@ -154,7 +161,7 @@ class TrackRecorder:
                 self._clock(),
             )
         )
-        if len(self._queue) >= BATCH_WAKE and self._drain is not None:
+        if len(queue) >= BATCH_WAKE and self._drain is not None:
             self._drain.wake()
 
     # -- lifecycle -----------------------------------------------------------------------------

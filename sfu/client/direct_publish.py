@@ -31,7 +31,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu.client.media import MAX_PACING_LAG_S, Clip, Codec
-from sfu.media.fanout import abs_send_time_now
+from sfu.media.clock import abs_send_time_now
 from sfu.media.forwarding_sender import ForwardingSender
 
 logger = logging.getLogger(__name__)

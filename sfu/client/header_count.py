@@ -24,7 +24,7 @@ from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
-from sfu.media.fast_receive import arrival_ms
+from sfu.media.clock import arrival_ms
 from sfu.media.internals import internal
 from sfu.media.tap_receiver import TapReceiver
 

@@ -18,6 +18,7 @@ from aiortc.rtp import RtpPacket
 from aiortc.sdp import parse_h264_profile_level_id
 
 from sfu import metrics
+from sfu.media.clock import abs_send_time_now
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.keyframes import keyframe_detector
 from sfu.media.tap_receiver import TapReceiver
@@ -60,15 +61,6 @@ def map_payload_types(
         if pt is not None:
             result[codec.payloadType] = pt
     return result
-
-
-_NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
-
-
-def abs_send_time_now() -> int:
-    """The abs-send-time header extension value for now: NTP seconds in 6.18 fixed point, 24
-    bits (aiortc's `(current_ntp_time() >> 14) & 0xFFFFFF`, without a datetime per packet)."""
-    return int((time.time() + _NTP_EPOCH_OFFSET_S) * 262_144) & 0x00FFFFFF
 
 
 @dataclass(slots=True, eq=False)

@@ -17,7 +17,6 @@ aiortc's clock (milliseconds since the NTP epoch), routing is the transport's ow
 from __future__ import annotations
 
 import logging
-import time
 
 import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport
@@ -25,21 +24,14 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RtpPacket
 
 from sfu import background
+from sfu.media.clock import arrival_ms
 from sfu.media.internals import internal, set_internal
 from sfu.media.tap_receiver import TapReceiver
 
 logger = logging.getLogger(__name__)
 
-# aiortc.clock.current_ms() is milliseconds since 1900-01-01 (NTP epoch); this is the same
-# clock without building a datetime per packet.
-_NTP_EPOCH_OFFSET_MS = 2_208_988_800_000
 _RX_BYTES = "_RTCDtlsTransport__rx_bytes"
 _RX_PACKETS = "_RTCDtlsTransport__rx_packets"
-
-
-def arrival_ms() -> int:
-    """aiortc's `clock.current_ms()`: wall-clock milliseconds since the NTP epoch."""
-    return int(time.time() * 1000) + _NTP_EPOCH_OFFSET_MS
 
 
 class RtpFastPath:

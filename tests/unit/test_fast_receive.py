@@ -18,8 +18,8 @@ from aiortc.rtcrtpparameters import (
 from aiortc.rtp import RtcpRrPacket, RtpPacket
 from pylibsrtp import Policy, Session
 
-from sfu.media.fanout import abs_send_time_now
-from sfu.media.fast_receive import RtpFastPath, arrival_ms
+from sfu.media.clock import abs_send_time_now, arrival_ms
+from sfu.media.fast_receive import RtpFastPath
 from sfu.media.internals import internal, set_internal
 from sfu.media.tap_receiver import TapReceiver
 

@@ -203,13 +203,10 @@ async def test_worker_publishes_and_republishes_identically(
         await runner.cleanup()
 
 
-async def test_killed_worker_job_is_reclaimed(tmp_path: Path, tracks_dir: Path) -> None:
-    data = tmp_path / "data"
-    _make_session(data / "recordings", tracks_dir)
-    env = _env(data)
-    await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+async def _kill_worker_mid_job(env: dict[str, str], consumer: str) -> None:
+    """Start `sfu vod-worker --once` as `consumer`, SIGKILL it once it reports progress."""
     proc = subprocess.Popen(
-        _worker(env, "--once", "--consumer", "doomed"),
+        _worker(env, "--once", "--consumer", consumer),
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -229,6 +226,14 @@ async def test_killed_worker_job_is_reclaimed(tmp_path: Path, tracks_dir: Path) 
         proc.kill()
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
+
+
+async def test_killed_worker_job_is_reclaimed(tmp_path: Path, tracks_dir: Path) -> None:
+    data = tmp_path / "data"
+    _make_session(data / "recordings", tracks_dir)
+    env = _env(data)
+    await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+    await _kill_worker_mid_job(env, "doomed")
     assert (data / "vod-queue/claimed/doomed" / f"{SESSION_ID}.json").is_file()
     assert not (data / "objects" / PREFIX / "master.m3u8").exists()
     await asyncio.sleep(1.5)  # SFU_VOD_CLAIM_IDLE_S=1: the claim is now stale

@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,10 +19,10 @@ from tests.integration.test_vod_worker import (
     SESSION_ID,
     _check_published,
     _env,
+    _kill_worker_mid_job,
     _make_session,
     _run_cli,
     _run_worker,
-    _worker,
     tracks_dir,
 )
 from tests.sfu_process import free_tcp_port, redis_server
@@ -76,27 +72,7 @@ async def test_killed_worker_job_is_autoclaimed_from_redis(
     client: Any = aioredis.from_url(redis_url, decode_responses=True)
     try:
         await queue.enqueue(SESSION_ID)
-        proc = subprocess.Popen(
-            _worker(env, "--once", "--consumer", "doomed"),
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stderr is not None
-            deadline = time.monotonic() + 60
-            seen = ""
-            while time.monotonic() < deadline:  # readline returns at EOF: bounded too
-                line = await asyncio.to_thread(proc.stderr.readline)
-                seen += line
-                if "% done" in line or not line:
-                    break
-            assert "% done" in seen, seen
-            os.kill(proc.pid, signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait(10)
-        assert proc.returncode == -signal.SIGKILL
+        await _kill_worker_mid_job(env, "doomed")
 
         pending = await client.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
         assert [p["consumer"] for p in pending] == ["doomed"]  # in the PEL, not acked

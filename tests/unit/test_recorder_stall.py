@@ -5,7 +5,6 @@ a writer that only hiccups loses nothing."""
 from __future__ import annotations
 
 import asyncio
-import fractions
 import hashlib
 import logging
 import threading
@@ -14,14 +13,14 @@ from pathlib import Path
 
 import av
 import pytest
-from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from sfu.client.media import Clip, get_clip, load_clip
+from sfu.client.media import get_clip, load_clip
 from sfu.recording.assembler import Frame
 from sfu.recording.recorder import TrackRecorder
 from sfu.recording.writer import MatroskaWriter
+from tests.media_fixtures import packetize
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
@@ -39,28 +38,6 @@ def opus_packets(count: int) -> list[RtpPacket]:
         )
         for i in range(count)
     ]
-
-
-def vp8_packets(clip: Clip) -> list[RtpPacket]:
-    encoder = Vp8Encoder()
-    packets: list[RtpPacket] = []
-    for unit in clip.units:
-        pkt = av.Packet(unit.data)
-        pkt.pts = unit.pts_ticks
-        pkt.time_base = fractions.Fraction(1, clip.clock_rate)
-        payloads, ts = encoder.pack(pkt)
-        for i, payload in enumerate(payloads):
-            packets.append(
-                RtpPacket(
-                    payload_type=96,
-                    marker=int(i == len(payloads) - 1),
-                    sequence_number=len(packets) & 0xFFFF,
-                    timestamp=ts & 0xFFFFFFFF,
-                    ssrc=8,
-                    payload=payload,
-                )
-            )
-    return packets
 
 
 class StalledWriter:
@@ -159,7 +136,7 @@ class HiccupWriter(MatroskaWriter):
 
 async def test_a_writer_hiccup_loses_nothing(tmp_path: Path) -> None:
     clip = load_clip(get_clip("vp8", seconds=2))
-    packets = vp8_packets(clip)
+    packets = packetize(clip, seq0=0, ts0=0)
     path = tmp_path / "v.mkv"
     writer = HiccupWriter(path, "vp8", pause=0.6)
     recorder = TrackRecorder(path, "vp8", writer=writer)

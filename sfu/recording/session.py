@@ -112,12 +112,18 @@ def last_sign_of_life(session_dir: Path) -> float:
     return max(times, default=0.0)
 
 
-def _manifests(root_dir: Path | str) -> list[tuple[Path, SessionManifest]]:
+def _manifests(
+    root_dir: Path | str, *, skip: Callable[[Path], bool] | None = None
+) -> list[tuple[Path, SessionManifest]]:
+    """(path, manifest) of every session under `root_dir` whose directory `skip` does not
+    reject; unreadable manifests are logged and skipped."""
     found: list[tuple[Path, SessionManifest]] = []
     root = Path(root_dir)
     if not root.is_dir():
         return found
     for path in sorted(root.glob(f"*/{MANIFEST}")):
+        if skip is not None and skip(path.parent):
+            continue
         try:
             found.append((path, SessionManifest.read(path)))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -160,19 +166,16 @@ def find_unqueued(
     node is doing right now is left to it)."""
     clock = time.time() if now is None else now
     found: list[SessionManifest] = []
-    root = Path(root_dir)
-    if not root.is_dir():
-        return found
-    for path in sorted(root.glob(f"*/{MANIFEST}")):
-        if (path.parent / QUEUED_MARKER).exists():
+    unqueued = _manifests(root_dir, skip=lambda d: (d / QUEUED_MARKER).exists())
+    for path, manifest in unqueued:
+        if manifest.status != "finalised":
             continue
         try:
-            manifest = SessionManifest.read(path)
             age = clock - path.stat().st_mtime
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            logger.warning("unreadable recording manifest %s: %s", path, exc)
+        except OSError as exc:
+            logger.warning("recording manifest %s vanished: %s", path, exc)
             continue
-        if manifest.status == "finalised" and (stale_after_s is None or age > stale_after_s):
+        if stale_after_s is None or age > stale_after_s:
             found.append(manifest)
     return found
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import av
 
 from sfu.client.client import SfuClient
 from tests.integration.conftest import LOOPBACK, camera, create_room, microphone
+from tests.integration.test_vod_worker import _run_worker
 from tests.sfu_process import make_sfu
 
 RECORD_S = 6.0
@@ -54,18 +54,8 @@ async def test_sfu_killed_mid_session_is_recovered_and_published() -> None:
         manifest = json.loads(manifest_path.read_text())
         assert manifest["status"] == "finalised"
         assert all(t["end_s"] is not None for t in manifest["tracks"])
-        worker = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "sfu",
-            "vod-worker",
-            "--once",
-            env=server.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await asyncio.wait_for(worker.communicate(), 240)
-        assert worker.returncode == 0, output.decode()[-3000:]
+        code, logs = await _run_worker(server.env, "--once", timeout=240)
+        assert code == 0, logs[-3000:]
     finally:
         server.stop()
     vod = data_dir / "objects" / "vod" / "sessions" / session_id

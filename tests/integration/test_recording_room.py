@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import aiohttp
 import av
 
 from tests.integration.conftest import Join, camera, create_room, microphone
+from tests.integration.test_vod_worker import _run_worker
 from tests.sfu_process import SfuProcess
 
 
@@ -86,18 +86,8 @@ async def test_recorded_room_writes_decodable_tracks(sfu: SfuProcess, join: Join
 
     # the VOD pipeline: `sfu vod-worker --once` with the same settings turns it into HLS
     env = {**sfu.env}
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sfu",
-        "vod-worker",
-        "--once",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(worker.communicate(), 240)
-    assert worker.returncode == 0, output.decode()[-3000:]
+    code, logs = await _run_worker(env, "--once", timeout=240)
+    assert code == 0, logs[-3000:]
     vod = data_dir / "objects" / "vod" / "sessions" / session_id
     metadata = json.loads((vod / "metadata.json").read_text())
     assert metadata["session_id"] == session_id and metadata["room_id"] == room_id

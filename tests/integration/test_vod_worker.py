@@ -92,12 +92,13 @@ def _worker(env: dict[str, str], *args: str) -> list[str]:
     return [sys.executable, "-m", "sfu", "vod-worker", *args]
 
 
-async def _run_worker(env: dict[str, str], *args: str) -> tuple[int, str]:
+async def _run_worker(env: dict[str, str], *args: str, timeout: float = 150) -> tuple[int, str]:
+    """`sfu vod-worker ARGS` → (exit status, stderr: its logs)."""
     proc = await asyncio.create_subprocess_exec(
         *_worker(env, *args), env=env, stderr=asyncio.subprocess.PIPE
     )
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), 150)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
         proc.kill()
         await proc.wait()

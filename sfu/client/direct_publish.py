@@ -31,13 +31,12 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu.client.media import MAX_PACING_LAG_S, Clip, Codec
-from sfu.media.clock import abs_send_time_now
+from sfu.media.clock import NTP_EPOCH_OFFSET_S, abs_send_time_now
 from sfu.media.forwarding_sender import ForwardingSender
 
 logger = logging.getLogger(__name__)
 
 MIME_TYPES: dict[str, str] = {"vp8": "video/vp8", "h264": "video/h264", "opus": "audio/opus"}
-NTP_EPOCH_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
 _PICTURE_ID = struct.Struct("!H")
 _TS_MASK = 0xFFFFFFFF
 

@@ -36,9 +36,10 @@ if __package__ in (None, ""):  # run as `python bench/capacity.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
+import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.forwarding import machine, pin
-from tests.sfu_process import TEST_SECRET, make_sfu
+from tests.sfu_process import TEST_SECRET, SfuProcess, make_sfu
 
 REPO = Path(__file__).resolve().parent.parent
 MIN_FPS = 28.0
@@ -98,9 +99,29 @@ class Variant:
         return cls(name, None if src in ("", ".") else src, loop or None, bool(plus))
 
 
-def run_once(
-    args: argparse.Namespace, rooms: int, duration: float, variant: Variant | None = None
-) -> Run:
+@dataclass
+class Launch:
+    """An SFU and its load tester, running (see `launch`, `finish`)."""
+
+    run: Run
+    sfu: SfuProcess
+    loadtest: subprocess.Popen[str] | None
+    tmp: tempfile.TemporaryDirectory[str]
+    timeout: float
+
+    @property
+    def out(self) -> Path:
+        return Path(self.tmp.name) / "result.json"
+
+
+def launch(
+    args: argparse.Namespace,
+    rooms: int,
+    duration: float,
+    variant: Variant | None = None,
+    ports: tuple[int, int] = (PORT_MIN, PORT_MAX),
+) -> Launch:
+    """Start a fresh SFU pinned to --sfu-cpus and `sfu loadtest` against it (not waited for)."""
     run = Run(rooms=rooms, duration_s=duration)
     src = variant.src if variant is not None else args.sfu_src
     event_loop = variant.event_loop if variant is not None else None
@@ -116,52 +137,80 @@ def run_once(
         overrides["PYTHONPATH"] = str(Path(src).resolve())
     if args.no_uvloop or event_loop == "asyncio":
         overrides["SFU_EVENT_LOOP"] = "asyncio"
-    sfu = make_sfu(PORT_MIN, PORT_MAX, f"capacity-{rooms}", **overrides)
+    name = f"capacity-{rooms}" + (f"-{variant.name}" if variant is not None else "")
+    sfu = make_sfu(ports[0], ports[1], name, **overrides)
     if src:
         sfu.cwd = Path(src).resolve()  # `python -m sfu` imports from its working directory
     sfu.start(timeout=30)
+    tmp = tempfile.TemporaryDirectory(prefix="capacity-")
+    started = Launch(run, sfu, None, tmp, duration + rooms * args.ramp_per_room + 120)
     try:
         pin(sfu.pid, _cpus(args.sfu_cpus))
-        with tempfile.TemporaryDirectory(prefix="capacity-") as tmp:
-            out = Path(tmp) / "result.json"
-            command = [
-                "taskset",
-                "-c",
-                args.client_cpus,
-                sys.executable,
-                "-m",
-                "sfu",
-                "loadtest",
-                "--url",
-                sfu.url,
-                "--secret",
-                TEST_SECRET,
-                "--rooms",
-                str(rooms),
-                "--ramp",
-                f"{max(1.0, rooms * args.ramp_per_room):.1f}",
-                "--duration",
-                f"{duration:.0f}",
-                "--json",
-                str(out),
-                "--no-progress",
-                *(["--record"] if variant is not None and variant.record else []),
-                *args.loadtest_arg,
-            ]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
-            env["PYTHONPATH"] = str(REPO)
-            timeout = duration + rooms * args.ramp_per_room + 120
-            done = subprocess.run(
-                command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-            )
-            if not out.exists():
-                run.error = f"loadtest exited {done.returncode}: {done.stderr[-400:]}"
-                return run
-            result = json.loads(out.read_text())
+        command = [
+            "taskset",
+            "-c",
+            args.client_cpus,
+            sys.executable,
+            "-m",
+            "sfu",
+            "loadtest",
+            "--url",
+            sfu.url,
+            "--secret",
+            TEST_SECRET,
+            "--rooms",
+            str(rooms),
+            "--ramp",
+            f"{max(1.0, rooms * args.ramp_per_room):.1f}",
+            "--duration",
+            f"{duration:.0f}",
+            "--json",
+            str(started.out),
+            "--no-progress",
+            *(["--record"] if variant is not None and variant.record else []),
+            *args.loadtest_arg,
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
+        env["PYTHONPATH"] = str(REPO)
+        started.loadtest = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    except BaseException:
+        finish(started)
+        raise
+    return started
+
+
+def finish(started: Launch) -> Run:
+    """Wait for the load tester, stop the SFU, and read the load tester's result."""
+    run = started.run
+    try:
+        proc = started.loadtest
+        if proc is not None:
+            try:
+                _, stderr = proc.communicate(timeout=started.timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, stderr = proc.communicate()
+            if not started.out.exists():
+                run.error = f"loadtest exited {proc.returncode}: {(stderr or '')[-400:]}"
+            else:
+                _fill(run, json.loads(started.out.read_text()))
     finally:
-        sfu.stop()
-    _fill(run, result)
+        started.sfu.stop()
+        started.tmp.cleanup()
     return run
+
+
+def run_once(
+    args: argparse.Namespace, rooms: int, duration: float, variant: Variant | None = None
+) -> Run:
+    return finish(launch(args, rooms, duration, variant))
 
 
 def _fill(run: Run, result: dict[str, Any]) -> None:
@@ -237,6 +286,12 @@ def main() -> None:
         "variant in turn, --rounds times",
     )
     parser.add_argument("--rounds", type=int, default=3, help="A/B mode: rounds")
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="A/B mode: run the variants' SFUs at the same time on the same CPUs (each with its "
+        "own load tester and port range) and read their CPU over one common window",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.variant:
@@ -293,6 +348,19 @@ def compare(variants: list[Variant], args: argparse.Namespace) -> None:
     runs: dict[str, list[Run]] = {v.name: [] for v in variants}
     for round_index in range(args.rounds):
         for rooms in counts:
+            if args.concurrent:
+                order = (
+                    variants[round_index % len(variants) :]
+                    + variants[: round_index % len(variants)]
+                )
+                for variant, run in zip(order, run_together(args, rooms, order), strict=True):
+                    runs[variant.name].append(run)
+                    print(
+                        f"round {round_index} {variant.name} rooms={rooms}: "
+                        f"{run.sfu_cpu_cores:.3f} cores (common window), kept up {run.kept_up}",
+                        flush=True,
+                    )
+                continue
             for variant in variants:
                 run = run_once(args, rooms, args.duration, variant)
                 print(
@@ -322,6 +390,10 @@ def compare(variants: list[Variant], args: argparse.Namespace) -> None:
         fixed = f"{cpu['fixed']:.4f}" if cpu else "-"
         lines.append(f"| {variant.name} | {cells} | {slope} | {fixed} |")
     text = "\n".join(lines)
+    if args.concurrent and len(variants) == 2:
+        paired = paired_overhead(runs[variants[0].name], runs[variants[1].name])
+        result["paired"] = paired
+        text += "\n\n" + paired["text"]
     print(text)
     if args.json:
         out = {
@@ -332,6 +404,79 @@ def compare(variants: list[Variant], args: argparse.Namespace) -> None:
         }
         args.json.write_text(json.dumps(out, indent=2) + "\n")
         args.json.with_suffix(".txt").write_text(text + "\n")
+
+
+PORT_SPAN = 250
+"""Concurrent A/B: variant i gets media ports PORT_MIN + i * PORT_SPAN onwards (201 of them)."""
+
+
+def run_together(args: argparse.Namespace, rooms: int, variants: list[Variant]) -> list[Run]:
+    """Every variant's SFU and load tester at once; each SFU's CPU over one common window.
+
+    The window opens when every ramp is done plus a settle time and closes before the first
+    load tester stops, so the machine's drift, other tenants and frequency changes hit all
+    variants alike: a paired reading, unlike runs one after another."""
+    launches: list[Launch] = []
+    try:
+        for index, variant in enumerate(variants):
+            low = PORT_MIN + index * PORT_SPAN
+            launches.append(
+                launch(args, rooms, args.duration, variant, (low, low + PORT_MAX - PORT_MIN))
+            )
+        settle = rooms * args.ramp_per_room + 8.0
+        window = args.duration - 12.0
+        if window < 5:
+            raise SystemExit("--concurrent needs --duration of at least 17 s")
+        time.sleep(settle)
+        processes = [psutil.Process(one.sfu.pid) for one in launches]
+        before = [_cpu_seconds(proc) for proc in processes]
+        began = time.monotonic()
+        time.sleep(window)
+        after = [_cpu_seconds(proc) for proc in processes]
+        span = time.monotonic() - began
+    finally:
+        runs = [finish(one) for one in launches]
+    for run, start, end in zip(runs, before, after, strict=True):
+        run.sfu_cpu_cores = (end - start) / span
+        run.sfu_cpu_per_room = run.sfu_cpu_cores / run.rooms
+    return runs
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def paired_overhead(base: list[Run], other: list[Run]) -> dict[str, Any]:
+    """What `other` adds per room over `base`, from runs made at the same time (pairs), as a
+    share of `base`'s CPU per room (its fit's slope: the fixed cost of an idle SFU excluded)."""
+    pairs = [
+        (b, o)
+        for b, o in zip(base, other, strict=True)
+        if b.kept_up and o.kept_up and b.rooms == o.rooms
+    ]
+    extra = [(o.sfu_cpu_cores - b.sfu_cpu_cores) / b.rooms for b, o in pairs]
+    slope_fit = fit(base, "sfu_cpu_cores")
+    slope = slope_fit["per_room"] if slope_fit else None
+    if not extra or not slope:
+        return {"pairs": len(pairs), "text": "paired: not enough runs that kept up"}
+    median_extra = float(np.median(extra))
+    shares = [e / slope * 100 for e in extra]
+    text = (
+        f"paired (same window): extra CPU-s/s per room, median {median_extra:.4f} over "
+        f"{len(extra)} pairs ({', '.join(f'{e:.4f}' for e in extra)}); base per room (fit) "
+        f"{slope:.4f} -> +{median_extra / slope * 100:.1f} % per room "
+        f"(pairs {', '.join(f'{x:+.1f}' for x in shares)} %)"
+    )
+    return {
+        "pairs": len(pairs),
+        "extra_per_room": extra,
+        "median_extra_per_room": median_extra,
+        "base_per_room_fit": slope,
+        "overhead_pct_per_pair": shares,
+        "overhead_pct_median": median_extra / slope * 100,
+        "text": text,
+    }
 
 
 if __name__ == "__main__":

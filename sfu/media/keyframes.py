@@ -10,6 +10,32 @@ H264_STAP_A = 24
 H264_FU_A = 28
 
 
+def vp8_descriptor_size(payload: bytes) -> int:
+    """Length of the VP8 payload descriptor (RFC 7741 §4.2) at the start of an RTP payload;
+    the VP8 data follows it. ValueError if the descriptor is truncated, as aiortc's
+    `VpxPayloadDescriptor.parse` (same rules, without building the descriptor object)."""
+    size = len(payload)
+    if not size:
+        raise ValueError("VP8 payload descriptor is empty")
+    if not payload[0] & 0x80:  # X: no extension byte
+        return 1
+    if size < 2:
+        raise ValueError("VP8 payload descriptor: truncated extension byte")
+    ext = payload[1]
+    pos = 2
+    if ext & 0x80:  # I: picture id, 7 or 15 bits
+        if size <= pos:
+            raise ValueError("VP8 payload descriptor: truncated PictureID")
+        pos += 2 if payload[pos] & 0x80 else 1
+    if ext & 0x40:  # L: TL0PICIDX
+        pos += 1
+    if ext & 0x30:  # T or K: TID/KEYIDX byte
+        pos += 1
+    if pos > size:
+        raise ValueError("VP8 payload descriptor is truncated")
+    return pos
+
+
 def vp8_starts_keyframe(payload: bytes) -> bool:
     """RFC 7741: S bit set, partition 0, and the VP8 frame tag's P bit clear."""
     if not payload:
@@ -17,20 +43,10 @@ def vp8_starts_keyframe(payload: bytes) -> bool:
     first = payload[0]
     if not first & 0x10 or first & 0x07:  # S bit, PartID
         return False
-    pos = 1
-    if first & 0x80:  # X: extension byte follows
-        if len(payload) < 2:
-            return False
-        ext = payload[1]
-        pos = 2
-        if ext & 0x80:  # I: picture id
-            if len(payload) <= pos:
-                return False
-            pos += 2 if payload[pos] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if ext & 0x30:  # T or K: TID/KEYIDX byte
-            pos += 1
+    try:
+        pos = vp8_descriptor_size(payload)
+    except ValueError:
+        return False
     if len(payload) <= pos:
         return False
     return not payload[pos] & 0x01

@@ -23,7 +23,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu import metrics
-from sfu.recording.assembler import Frame, FrameAssembler
+from sfu.recording.assembler import Frame, FrameAssembler, Item
 from sfu.recording.bitstream import codec_name
 from sfu.recording.drain import BatchDrain, drain_for
 from sfu.recording.writer import MatroskaWriter
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 KEYFRAME_RETRY_S = 1.0
 BATCH_WAKE = 256
 """A queue this long is drained at once instead of at the next interval."""
-_Item = tuple[int, int, bool, bytes, float]
 
 _shared_executor: ThreadPoolExecutor | None = None
 
@@ -92,7 +91,7 @@ class TrackRecorder:
         self.packets_ignored = 0  # another codec, or padding
         self._clock = clock
         self._executor = executor or recording_executor()
-        self._queue: deque[_Item] = deque()
+        self._queue: deque[Item] = deque()
         self._overflowed = False
         self._drain: BatchDrain | None = None
         self._accepted: RTCRtpCodecParameters | None = None
@@ -208,7 +207,7 @@ class TrackRecorder:
 
     # -- writer side (BatchDrain) --------------------------------------------------------------
 
-    def take_batch(self) -> tuple[list[_Item], bool] | None:
+    def take_batch(self) -> tuple[list[Item], bool] | None:
         """Event loop: the queued packets (and whether some were dropped), None if nothing."""
         now = asyncio.get_running_loop().time()
         if (
@@ -228,7 +227,7 @@ class TrackRecorder:
 
     def process_batch(self, batch: object) -> int:
         """Worker thread: assemble and mux what `take_batch` returned; frames written."""
-        items, overflowed = cast(tuple[list[_Item], bool], batch)
+        items, overflowed = cast(tuple[list[Item], bool], batch)
         return self._process(items, overflowed)
 
     def batch_done(self, written: int) -> None:
@@ -240,13 +239,13 @@ class TrackRecorder:
             self._last_ask = asyncio.get_running_loop().time()
             self._ask_keyframe()
 
-    def _process(self, batch: list[_Item], overflowed: bool) -> int:
+    def _process(self, batch: list[Item], overflowed: bool) -> int:
         """Worker thread: assemble and mux one batch; returns frames written."""
         written = 0
         with self._lock:
-            for seq, timestamp, marker, payload, arrival in batch:
-                for frame in self._assembler.push(seq, timestamp, marker, payload, arrival):
-                    written += self._writer.write(frame)
+            write = self._writer.write
+            for frame in self._assembler.feed(batch):
+                written += write(frame)
             if overflowed:
                 self._assembler.reset()
         return written

@@ -85,7 +85,7 @@ class MatroskaWriter:
         packet.time_base = self.time_base
         packet.pts = packet.dts = pts
         packet.is_keyframe = frame.keyframe
-        self._container.mux(packet)
+        self._container.mux_one(packet)
         self.frames_written += 1
         return True
 

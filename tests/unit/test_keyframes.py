@@ -17,6 +17,7 @@ from sfu.media.keyframes import (
     always,
     h264_starts_keyframe,
     keyframe_detector,
+    vp8_descriptor_size,
     vp8_starts_keyframe,
 )
 
@@ -176,6 +177,19 @@ def test_vp8_agrees_with_aiortcs_descriptor(
     )
     payload = bytes(descriptor) + (VP8_KEY if key else VP8_DELTA)
     assert vp8_starts_keyframe(payload) is (start and part_id == 0 and key)
+
+
+@given(st.binary(max_size=12))
+def test_vp8_descriptor_size_agrees_with_aiortcs_parser(payload: bytes) -> None:
+    """The recorder strips descriptors with vp8_descriptor_size instead of aiortc's parser:
+    same data for every input, and ValueError exactly where aiortc raises it."""
+    try:
+        _, expected = VpxPayloadDescriptor.parse(payload)
+    except ValueError:
+        with pytest.raises(ValueError):
+            vp8_descriptor_size(payload)
+        return
+    assert payload[vp8_descriptor_size(payload) :] == expected
 
 
 def _vp8_packets(count: int, keyframes_at: set[int]) -> list[tuple[bool, list[bytes]]]:

@@ -22,6 +22,7 @@ the same load tester. Run inside a loopback-only network namespace::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -39,6 +40,7 @@ import numpy as np
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.forwarding import machine, pin
+from sfu.recording.recorder import RECORDER_THREAD
 from tests.sfu_process import TEST_SECRET, SfuProcess, make_sfu
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,6 +56,7 @@ class Run:
     sfu_cpu_cores: float = 0.0
     sfu_cpu_per_room: float = 0.0
     sfu_rss_mib: float = 0.0
+    sfu_recorder_cores: float | None = None  # --concurrent: the "sfu-recorder" OS thread
     client_cpu_cores: float = 0.0
     client_cheaper_per_stream: bool | None = None
     joins_failed: int = 0
@@ -436,15 +439,23 @@ def run_together(args: argparse.Namespace, rooms: int, variants: list[Variant]) 
         span = time.monotonic() - began
     finally:
         runs = [finish(one) for one in launches]
-    for run, start, end in zip(runs, before, after, strict=True):
-        run.sfu_cpu_cores = (end - start) / span
+    for run, (total0, rec0), (total1, rec1) in zip(runs, before, after, strict=True):
+        run.sfu_cpu_cores = (total1 - total0) / span
         run.sfu_cpu_per_room = run.sfu_cpu_cores / run.rooms
+        run.sfu_recorder_cores = (rec1 - rec0) / span
     return runs
 
 
-def _cpu_seconds(process: psutil.Process) -> float:
+def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:
+    """CPU seconds of the whole process, and of its recorder thread (named by the SFU)."""
     times = process.cpu_times()
-    return float(times.user + times.system)
+    recorder = 0.0
+    for thread in process.threads():
+        comm = Path(f"/proc/{process.pid}/task/{thread.id}/comm")
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == RECORDER_THREAD:
+                recorder += thread.user_time + thread.system_time
+    return float(times.user + times.system), recorder
 
 
 def paired_overhead(base: list[Run], other: list[Run]) -> dict[str, Any]:
@@ -456,6 +467,9 @@ def paired_overhead(base: list[Run], other: list[Run]) -> dict[str, Any]:
         if b.kept_up and o.kept_up and b.rooms == o.rooms
     ]
     extra = [(o.sfu_cpu_cores - b.sfu_cpu_cores) / b.rooms for b, o in pairs]
+    thread = [(o.sfu_recorder_cores or 0.0) / o.rooms for _, o in pairs]
+    rest = [e - t for e, t in zip(extra, thread, strict=True)]
+    all_in = [e / (b.sfu_cpu_cores / b.rooms) * 100 for e, (b, _) in zip(extra, pairs, strict=True)]
     slope_fit = fit(base, "sfu_cpu_cores")
     slope = slope_fit["per_room"] if slope_fit else None
     if not extra or not slope:
@@ -466,7 +480,10 @@ def paired_overhead(base: list[Run], other: list[Run]) -> dict[str, Any]:
         f"paired (same window): extra CPU-s/s per room, median {median_extra:.4f} over "
         f"{len(extra)} pairs ({', '.join(f'{e:.4f}' for e in extra)}); base per room (fit) "
         f"{slope:.4f} -> +{median_extra / slope * 100:.1f} % per room "
-        f"(pairs {', '.join(f'{x:+.1f}' for x in shares)} %)"
+        f"(pairs {', '.join(f'{x:+.1f}' for x in shares)} %); of the extra, the recorder "
+        f"thread {float(np.median(thread)):.4f} and the other threads {float(np.median(rest)):.4f} "
+        f"per room (medians); against the unrecorded SFU's whole CPU per room in the same "
+        f"window: +{float(np.median(all_in)):.1f} %"
     )
     return {
         "pairs": len(pairs),
@@ -475,6 +492,9 @@ def paired_overhead(base: list[Run], other: list[Run]) -> dict[str, Any]:
         "base_per_room_fit": slope,
         "overhead_pct_per_pair": shares,
         "overhead_pct_median": median_extra / slope * 100,
+        "overhead_pct_of_whole_per_room": all_in,
+        "recorder_thread_per_room": thread,
+        "other_threads_extra_per_room": rest,
         "text": text,
     }
 

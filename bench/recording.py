@@ -6,7 +6,13 @@ Run (in a loopback-only namespace, like every benchmark here):
         python -m bench.recording --json bench/results/recording.json'
 
 The SFU is pinned to CPU 0 and this process to CPU 1; the two configurations alternate
-`--rounds` times (fresh SFU each time) so slow drift of the machine hits both equally.
+`--rounds` times (fresh SFU each time) so slow drift of the machine hits both equally. (Runs
+one after another still differ by about 15 % here; `bench.capacity --concurrent` measures
+both at once, which docs/benchmarks.md uses as the reference.)
+
+`--offline` measures only the recorder's own work, without an SFU: the same clips' RTP
+packets, batched as the drain hands them over, through FrameAssembler and MatroskaWriter in
+this process, as CPU-s/s for a 1:1 room (two cameras and two microphones).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,11 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.forwarding import LOOPBACK, camera, microphone, pin
 from sfu.client.client import SfuClient
+from sfu.client.media import Clip
+from sfu.recording.assembler import FrameAssembler
+from sfu.recording.drain import FLUSH_INTERVAL_S
+from sfu.recording.writer import MatroskaWriter
+from tests.media_fixtures import packetize
 from tests.sfu_process import make_sfu
 
 
@@ -81,13 +93,62 @@ def _video(client: SfuClient) -> int:
     return sum(i.frames for i in client.remote_tracks.values() if i.kind == "video")
 
 
+def offline(repeats: int, rounds: int) -> dict[str, Any]:
+    """The recorder's work for one 1:1 room, per second of media, in this process."""
+    media = {"vp8": camera().clip, "opus": microphone().clip}
+    per_room: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="bench-recording-") as tmp:
+        for index in range(rounds):
+            cost = 0.0
+            for codec, clip in media.items():
+                items = _long_stream(clip, repeats)
+                seconds = repeats * len(clip.units) * clip.frame_ticks / clip.clock_rate
+                assembler = FrameAssembler(codec)
+                writer = MatroskaWriter(Path(tmp) / f"{codec}-{index}.mkv", codec)
+                batch = max(1, round(len(items) / seconds * FLUSH_INTERVAL_S))
+                started = time.process_time()
+                for start in range(0, len(items), batch):
+                    for frame in assembler.feed(items[start : start + batch]):
+                        writer.write(frame)
+                cost += (time.process_time() - started) / seconds
+                writer.close()
+            per_room.append(2 * cost)  # two publishers
+            print(f"offline round {index}: {per_room[-1]:.5f} CPU-s/s per room", flush=True)
+    return {"offline_cpu_s_per_s_per_room": per_room, "median": statistics.median(per_room)}
+
+
+def _long_stream(clip: Clip, repeats: int) -> list[tuple[int, int, bool, bytes, float]]:
+    """The clip's packets `repeats` times in a row, sequence numbers and timestamps going on."""
+    packets = packetize(clip, seq0=0, ts0=0)
+    span = len(clip.units) * clip.frame_ticks
+    return [
+        (
+            (lap * len(packets) + i) & 0xFFFF,
+            (p.timestamp + lap * span) & 0xFFFFFFFF,
+            bool(p.marker),
+            p.payload,
+            0.0,
+        )
+        for lap in range(repeats)
+        for i, p in enumerate(packets)
+    ]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--offline", action="store_true", help="the recorder's work only")
+    parser.add_argument("--repeats", type=int, default=10, help="--offline: clip repeats")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    if args.offline:
+        result = offline(args.repeats, args.rounds)
+        print(f"median {result['median']:.5f} CPU-s/s per room")
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return
     os.sched_setaffinity(0, {1} if (os.cpu_count() or 1) > 1 else {0})
     runs: list[dict[str, Any]] = []
     deadline = time.monotonic() + 600

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from sfu.recording.drain import FLUSH_INTERVAL_S, BatchDrain
+from sfu.recording.recorder import RECORDER_THREAD, recording_executor
 
 
 class CountingExecutor(ThreadPoolExecutor):
@@ -98,3 +100,14 @@ async def test_remove_waits_for_the_batch_in_flight() -> None:
         recorder.gate.set()
         await drain.close()
         executor.shutdown()
+
+
+def test_the_recorder_thread_is_named_for_operators() -> None:
+    """`top -H` and /proc/PID/task/*/comm show the recorder's OS thread by name, so its CPU
+    can be told apart from the event loop's (the benchmarks read it there)."""
+
+    def comm() -> str:
+        return Path(f"/proc/self/task/{threading.get_native_id()}/comm").read_text().strip()
+
+    assert recording_executor().submit(comm).result(timeout=10) == RECORDER_THREAD
+    assert comm() != RECORDER_THREAD  # only that thread

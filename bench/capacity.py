@@ -447,15 +447,21 @@ def run_together(args: argparse.Namespace, rooms: int, variants: list[Variant]) 
 
 
 def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:
-    """CPU seconds of the whole process, and of its recorder thread (named by the SFU)."""
+    """CPU seconds of the whole process and its live child processes, and of its recorder
+    thread (named by the SFU)."""
     times = process.cpu_times()
+    children = 0.0
+    for child in process.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            child_times = child.cpu_times()
+            children += child_times.user + child_times.system
     recorder = 0.0
     for thread in process.threads():
         comm = Path(f"/proc/{process.pid}/task/{thread.id}/comm")
         with contextlib.suppress(OSError):
             if comm.read_text().strip() == RECORDER_THREAD:
                 recorder += thread.user_time + thread.system_time
-    return float(times.user + times.system), recorder
+    return float(times.user + times.system) + children, recorder
 
 
 def paired_overhead(base: list[Run], other: list[Run]) -> dict[str, Any]:

@@ -77,10 +77,6 @@ _DEPAYLOADERS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-def depayload(codec: str, payload: bytes) -> bytes:
-    return _DEPAYLOADERS[codec](payload)
-
-
 class FrameAssembler:
     def __init__(self, codec: str, *, window: int = 100) -> None:
         self.codec = codec

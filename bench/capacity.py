@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -352,26 +353,23 @@ def compare(variants: list[Variant], args: argparse.Namespace) -> None:
     for round_index in range(args.rounds):
         for rooms in counts:
             if args.concurrent:
-                order = (
-                    variants[round_index % len(variants) :]
-                    + variants[: round_index % len(variants)]
+                shift = round_index % len(variants)
+                order = variants[shift:] + variants[:shift]
+                done: Iterable[tuple[Variant, Run]] = zip(
+                    order, run_together(args, rooms, order), strict=True
                 )
-                for variant, run in zip(order, run_together(args, rooms, order), strict=True):
-                    runs[variant.name].append(run)
-                    print(
-                        f"round {round_index} {variant.name} rooms={rooms}: "
-                        f"{run.sfu_cpu_cores:.3f} cores (common window), kept up {run.kept_up}",
-                        flush=True,
-                    )
-                continue
-            for variant in variants:
-                run = run_once(args, rooms, args.duration, variant)
+                window = " (common window)"
+            else:
+                # a generator: each run is printed as soon as it is over
+                done = ((v, run_once(args, rooms, args.duration, v)) for v in variants)
+                window = ""
+            for variant, run in done:
+                runs[variant.name].append(run)
                 print(
                     f"round {round_index} {variant.name} rooms={rooms}: "
-                    f"{run.sfu_cpu_cores:.3f} cores, kept up {run.kept_up}",
+                    f"{run.sfu_cpu_cores:.3f} cores{window}, kept up {run.kept_up}",
                     flush=True,
                 )
-                runs[variant.name].append(run)
     lines = ["| variant | " + " | ".join(f"{n} rooms (median cores)" for n in counts)]
     lines[0] += " | per room (fit) | fixed (fit) |"
     lines.append("|" + "---|" * (len(counts) + 3))

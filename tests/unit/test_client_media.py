@@ -251,6 +251,14 @@ def _peer_connection() -> RTCPeerConnection:
     return client_peer_connection(IceConfig(addresses=("127.0.0.1",)))
 
 
+async def _negotiate(sender_pc: RTCPeerConnection, receiver_pc: RTCPeerConnection) -> None:
+    """Offer from `sender_pc`, answer from `receiver_pc`."""
+    await sender_pc.setLocalDescription(await sender_pc.createOffer())
+    await receiver_pc.setRemoteDescription(sender_pc.localDescription)
+    await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
+    await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+
+
 Loopback = tuple[PacedPacketTrack, RTCRtpSender, MediaStreamTrack]
 
 
@@ -271,10 +279,7 @@ async def _loopback(clip: Clip, track_id: str) -> AsyncIterator[Loopback]:
     receiver_pc.on("track", on_track)
     try:
         async with asyncio.timeout(15):
-            await sender_pc.setLocalDescription(await sender_pc.createOffer())
-            await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-            await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-            await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+            await _negotiate(sender_pc, receiver_pc)
             received = await remote
         # Packets are only packed, never transcoded: the clip's codec must be the one negotiated.
         rtpmaps = re.findall(r"a=rtpmap:\d+ ([\w-]+)/", receiver_pc.localDescription.sdp)
@@ -423,10 +428,7 @@ async def test_direct_pacer_loops_with_monotonic_seq_ts_and_picture_id(vp8_short
     receiver_pc.on("track", on_track)
     try:
         async with asyncio.timeout(15):
-            await sender_pc.setLocalDescription(await sender_pc.createOffer())
-            await receiver_pc.setRemoteDescription(sender_pc.localDescription)
-            await receiver_pc.setLocalDescription(await receiver_pc.createAnswer())
-            await sender_pc.setRemoteDescription(receiver_pc.localDescription)
+            await _negotiate(sender_pc, receiver_pc)
             while pacer.loops_completed < 3:
                 await asyncio.sleep(0.05)
         keyframes = pacer.keyframes_sent

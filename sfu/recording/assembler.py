@@ -11,6 +11,9 @@ that it is given up, the frame it belonged to is dropped and video waits for the
 Cost matters: the recorder runs this for every packet of every recorded track, so the next
 packet in sequence (nearly all of them) skips the reorder buffer, and a frame's payloads are
 joined once.
+
+Padding-only packets (an empty payload: bandwidth probing sent on the media SSRC when RTX is
+not negotiated) take a sequence number and nothing else; they are not loss.
 """
 
 from __future__ import annotations
@@ -230,12 +233,11 @@ class FrameAssembler:
         self, timestamp: int, marker: bool, payload: bytes, arrival: float, frames: list[Frame]
     ) -> None:
         """The next packet in sequence."""
+        if not payload:
+            return  # padding only (bandwidth probing on the media SSRC): a sequence number
         if not self.video:  # one Opus packet is one frame
-            if payload:
-                self.stats.frames += 1
-                frames.append(Frame(timestamp, payload, True, arrival))
-            else:
-                self.stats.frames_dropped += 1
+            self.stats.frames += 1
+            frames.append(Frame(timestamp, payload, True, arrival))
             return
         parts = self._parts
         if parts and timestamp != self._part_ts:

@@ -109,7 +109,7 @@ class TrackRecorder:
         self.queue_limit = queue_limit
         self.packets_dropped = 0
         self._dropped_counted = 0
-        self.packets_ignored = 0  # another codec, or padding
+        self.packets_ignored = 0  # another codec, or after close
         self._clock = clock
         self._executor = executor or recording_executor()
         self._queue: deque[Item] = deque()
@@ -153,9 +153,12 @@ class TrackRecorder:
 
     def tap(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         """`RtpTap`: never blocks; a full queue drops the packet and counts it."""
-        if self._closing or not packet.payload:
+        if self._closing:
             self.packets_ignored += 1
             return
+        # Padding-only packets (empty payload) are queued too: a publisher that probes
+        # bandwidth on the media SSRC (no RTX) numbers them in the same sequence, and leaving
+        # them out would look like loss to the assembler, which skips them.
         if codec is not self._accepted:  # the codec object is the same for every packet
             if codec.name.lower() != self.codec:
                 self.packets_ignored += 1

@@ -173,6 +173,67 @@ def test_assembler_property_whole_frames_in_order(
         assert set(indices) == set(range(len(clip.units))) - lost_units
 
 
+def with_padding(packets: list[RtpPacket], every: int) -> list[RtpPacket]:
+    """`packets` with a padding-only packet (as a publisher probing bandwidth on the media
+    SSRC sends it: serialized with the P bit and parsed back) after every `every`-th packet
+    that ends a frame; sequence numbers renumbered, wrapping."""
+    out: list[RtpPacket] = []
+    seq = packets[0].sequence_number
+    ends = 0
+    for packet in packets:
+        out.append(RtpPacket.parse(_renumbered(packet, seq).serialize()))
+        seq += 1
+        if packet.marker or packet.payload_type == CODECS["opus"].payloadType:
+            ends += 1
+            if ends % every == 0:
+                pad = _renumbered(packet, seq, payload=b"")
+                pad.marker, pad.padding_size = 0, 200
+                parsed = RtpPacket.parse(pad.serialize())
+                assert parsed.payload == b"" and parsed.padding_size == 200
+                out.append(parsed)
+                seq += 1
+    return out
+
+
+def _renumbered(packet: RtpPacket, seq: int, payload: bytes | None = None) -> RtpPacket:
+    return RtpPacket(
+        payload_type=packet.payload_type,
+        marker=packet.marker,
+        sequence_number=seq & 0xFFFF,
+        timestamp=packet.timestamp,
+        ssrc=packet.ssrc,
+        payload=packet.payload if payload is None else payload,
+    )
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264", "opus"])
+def test_assembler_padding_is_not_loss(codec: Codec) -> None:
+    """Padding-only packets in the media sequence take a sequence number and nothing else:
+    every frame comes out, none is dropped, and video never waits for a keyframe."""
+    clip, packets = _property_clip(codec)
+    padded = shuffle_within(with_padding(packets, every=3), 10)
+    assert sum(1 for p in padded if not p.payload) >= len(clip.units) // 3
+    assembler = FrameAssembler(codec, window=100)
+    items = [
+        (p.sequence_number, p.timestamp, bool(p.marker), p.payload, float(i))
+        for i, p in enumerate(padded)
+    ]
+    frames = []
+    for start in range(0, len(items), 37):
+        frames += assembler.feed(items[start : start + 37])
+        assert not assembler.keyframe_needed
+    frames += assembler.flush()
+    assert len(frames) == len(clip.units)
+    for frame, unit in zip(frames, clip.units, strict=True):
+        assert frame.keyframe == unit.keyframe
+        if codec == "h264":
+            assert annexb_nal_units(frame.data) == annexb_nal_units(unit.data)
+        else:
+            assert frame.data == unit.data
+    assert assembler.stats.frames_dropped == 0
+    assert assembler.stats.packets_lost == 0
+
+
 # -- recorder --------------------------------------------------------------------------------
 
 
@@ -208,6 +269,24 @@ async def test_recorder_writes_decodable_file(tmp_path: Path, codec: Codec) -> N
     with av.open(str(path)) as container:
         assert container.duration is not None
         assert abs(container.duration / 1e6 - clip.duration_s) < 0.1
+
+
+@pytest.mark.parametrize("codec", ["vp8", "opus"])
+async def test_recorder_keeps_every_frame_around_padding(tmp_path: Path, codec: Codec) -> None:
+    """A publisher sending padding-only packets on the media SSRC (bandwidth probing without
+    RTX) loses nothing in the recording."""
+    clip = clip_of(codec)
+    path = tmp_path / f"padded.{codec}.mkv"
+    recorder = await record(path, codec, shuffle_within(with_padding(packetize(clip), 2), 5))
+    assert recorder.frames_written == len(clip.units)
+    assert recorder.stats["packets_lost"] == 0
+    assert recorder.stats["frames_dropped"] == 0
+    frames, _ = decode(path)
+    if codec == "opus":
+        samples = sum(f.samples for f in frames)  # type: ignore[union-attr]
+        assert abs(samples / 48000 - clip.duration_s) < 0.03
+    else:
+        assert len(frames) == len(clip.units)
 
 
 @pytest.mark.parametrize("codec", ["vp8", "h264"])

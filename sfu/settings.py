@@ -143,7 +143,7 @@ class Settings(BaseSettings):
     Credentials and region: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION."""
     s3_multipart_threshold_mb: int = Field(default=64, ge=5, le=5120)
     """Objects of this many MiB or more go to S3 in parts (multipart upload) instead of one
-    PUT, which S3 and OCI cap at 5 GiB."""
+    PUT, which S3 and OCI cap at 5 GiB; their tier changes are multipart copies likewise."""
     s3_multipart_chunk_mb: int = Field(default=16, ge=5, le=5120)
     """Size of one part in MiB: at least 5 (the S3 minimum for every part but the last); 4
     parts are in flight at once, each held in memory."""

@@ -21,9 +21,13 @@ upload is aborted, so no object appears and no parts are left billed; if the abo
 reach the service, a bucket lifecycle rule that aborts incomplete uploads cleans up.
 
 Tiers are storage classes (see Tier). set_tier copies the object onto itself with the new
-StorageClass and MetadataDirective=COPY, which keeps content type, cache control and user
-metadata; CopyObject is limited to 5 GiB objects. An archived object cannot be read or
-copied until restored: both raise ObjectArchived.
+StorageClass. Below `multipart_threshold` that is one CopyObject with MetadataDirective=COPY,
+which keeps content type, cache control and user metadata. From the threshold on (CopyObject
+stops at 5 GiB, and one request for a big object can outlast the read timeout) it is a
+multipart copy (UploadPartCopy, server side, in parts of `multipart_chunksize`); a multipart
+upload does not take the source's metadata, so content type, cache control and user metadata
+are read first and given again. An archived object cannot be read or copied until restored:
+both raise ObjectArchived.
 """
 
 from __future__ import annotations
@@ -69,6 +73,16 @@ DEFAULT_MULTIPART_THRESHOLD = 64 * MIB
 DEFAULT_MULTIPART_CHUNKSIZE = 16 * MIB
 MULTIPART_CONCURRENCY = 4
 """Parts in flight at once; each holds one part in memory."""
+
+_KEPT_ON_COPY = (
+    "ContentType",
+    "CacheControl",
+    "ContentEncoding",
+    "ContentDisposition",
+    "ContentLanguage",
+    "Metadata",
+)
+"""What a multipart copy must be given again to keep it (a CopyObject keeps it by itself)."""
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _ARCHIVED = {"InvalidObjectState", "ObjectNotInActiveTierError"}
@@ -281,21 +295,44 @@ class S3Store:
     async def set_tier(self, key: str, tier: Tier) -> None:
         tier = Tier(tier)
         full = self._full(key)
-        if await self.get_tier(key) == tier:
+        info = await self.head(key)
+        if info.tier == tier:
             return  # S3 refuses a copy onto itself that changes nothing
         storage_class: StorageClassType = tier.s3_storage_class  # type: ignore[assignment]
-        await self._call(
-            key,
-            "set_tier",
-            lambda: self._client.copy_object(
-                Bucket=self.bucket,
-                Key=full,
-                CopySource={"Bucket": self.bucket, "Key": full},
-                StorageClass=storage_class,
-                MetadataDirective="COPY",
-            ),
-        )
+        if info.size >= self.multipart_threshold:
+            await self._call(key, "set_tier", lambda: self._copy_parts(full, storage_class))
+        else:
+            await self._call(
+                key,
+                "set_tier",
+                lambda: self._client.copy_object(
+                    Bucket=self.bucket,
+                    Key=full,
+                    CopySource={"Bucket": self.bucket, "Key": full},
+                    StorageClass=storage_class,
+                    MetadataDirective="COPY",
+                ),
+            )
         logger.info("object %s/%s moved to tier %s", self.bucket, full, tier.value)
+
+    def _copy_parts(self, full: str, storage_class: StorageClassType) -> None:
+        """Multipart copy of `full` onto itself with a new storage class (blocking), keeping
+        the metadata a multipart upload would otherwise drop; aborted on failure."""
+        source = self._client.head_object(Bucket=self.bucket, Key=full)
+        extra: dict[str, Any] = {"StorageClass": storage_class}
+        for name in _KEPT_ON_COPY:
+            if source.get(name):
+                extra[name] = source[name]  # type: ignore[literal-required]
+        config = TransferConfig(
+            multipart_threshold=self.multipart_threshold,
+            multipart_chunksize=self.multipart_chunksize,
+            max_request_concurrency=MULTIPART_CONCURRENCY,
+        )
+        with TransferManager(self._client, config) as manager:
+            future = manager.copy(
+                {"Bucket": self.bucket, "Key": full}, self.bucket, full, extra_args=extra
+            )
+            future.result()
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)

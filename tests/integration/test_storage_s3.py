@@ -330,3 +330,47 @@ def test_open_store_passes_multipart_sizes(aws_env: None) -> None:
     assert (store.multipart_threshold, store.multipart_chunksize) == (7 * MIB, 6 * MIB)
     with pytest.raises(StorageError, match="5 MiB"):
         open_store("s3://b/p", endpoint="http://127.0.0.1:9", multipart_chunk_mb=4)
+
+
+async def test_set_tier_above_threshold_copies_in_parts(bucket: str, moto_endpoint: str) -> None:
+    """From the multipart threshold on, set_tier is a multipart copy (CopyObject stops at
+    5 GiB): the object reads back byte-identical in its new tier, with its content type, cache
+    control and user metadata; below the threshold it stays one CopyObject."""
+    store = _s3_store(
+        bucket,
+        moto_endpoint,
+        "tier-parts",
+        multipart_threshold=5 * MIB,
+        multipart_chunksize=5 * MIB,
+    )
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    data = os.urandom(11 * MIB + 777)
+    key = "vod/sessions/s1/source.mkv"
+    client.put_object(  # one PUT (a plain MD5 ETag), with metadata a copy must keep
+        Bucket=bucket,
+        Key=f"tier-parts/{key}",
+        Body=data,
+        ContentType="video/x-matroska",
+        CacheControl="private, max-age=60",
+        Metadata={"session": "s1"},
+    )
+    assert (await store.head(key)).etag == hashlib.md5(data).hexdigest()
+    await store.set_tier(key, Tier.INFREQUENT_ACCESS)
+    head = await store.head(key)
+    assert head.tier is Tier.INFREQUENT_ACCESS
+    assert head.etag.endswith("-3")  # three parts copied server side
+    assert head.size == len(data)
+    assert head.content_type == "video/x-matroska"
+    assert head.cache_control == "private, max-age=60"
+    raw = client.head_object(Bucket=bucket, Key=f"tier-parts/{key}")
+    assert raw["Metadata"] == {"session": "s1"}
+    assert await store.get(key) == data
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    small = os.urandom(MIB)
+    await store.put("small.ts", small, content_type="video/mp2t")
+    await store.set_tier("small.ts", Tier.ARCHIVE)
+    small_head = await store.head("small.ts")
+    assert small_head.tier is Tier.ARCHIVE and small_head.etag == hashlib.md5(small).hexdigest()
+    for name in (key, "small.ts"):
+        await store.delete(name)
+    await store.close()

@@ -38,7 +38,7 @@ from aiortc.rtp import (
 
 from sfu import metrics
 from sfu.media.internals import internal
-from sfu.media.rewriter import RtpRewriter, RtpWriter
+from sfu.media.rewriter import SEQ_MOD, TS_MOD, RtpRewriter, RtpWriter
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class ForwardingSender(RTCRtpSender):
         if self.on_started is not None:
             self.on_started()
 
-    async def stop(self) -> None:
+    async def stop(self, *, bye: bool = True) -> None:
+        """Stop sending; `bye=False` leaves out the RTCP BYE (see SubscriberSession._end)."""
         if self._stopped:
             return
         self._stopped = True
@@ -122,9 +123,32 @@ class ForwardingSender(RTCRtpSender):
                 self._rtcp_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._rtcp_task
-            await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
+            if bye:
+                await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
         self.on_keyframe_request = None
         self.on_started = None
+
+    def successor(self) -> ForwardingSender:
+        """A fresh sender that continues this stopped one's stream, for the next track on the
+        same section: the same SSRCs, sequence numbers going on from the last one sent (no
+        gap, so no loss to report), timestamps a second on, and cumulative counters for the
+        sender reports. A receiver keeps routing it by SSRC (aiortc's RtpRouter routes by SSRC
+        or by a payload type no other section uses, never by mid)."""
+        nxt = ForwardingSender(self.kind, self.transport)
+        nxt._ssrc = self._ssrc
+        nxt._rtx_ssrc = self._rtx_ssrc
+        nxt._rtx_seq = self._rtx_seq
+        old = self.rewriter
+        if old.started:
+            nxt.rewriter = RtpRewriter(
+                first_seq=(old.highest_out_seq + 1) % SEQ_MOD,
+                first_timestamp=(old.last_out_timestamp + self.clock_rate) % TS_MOD,
+            )
+        else:
+            nxt.rewriter = RtpRewriter(first_seq=old.first_seq, first_timestamp=old.first_timestamp)
+        nxt.packets = self.packets
+        nxt.octets = self.octets
+        return nxt
 
     def forward(self, packet: RtpPacket, payload_type: int, abs_send_time: int) -> None:
         """Send one packet of the publisher's stream, rewritten for this subscriber.

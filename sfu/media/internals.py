@@ -17,6 +17,9 @@ RECEIVER_PRIVATE = (
     "_RTCRtpReceiver__transport",
 )
 SENDER_PRIVATE = ("_RTCRtpSender__started",)
+TRANSCEIVER_PRIVATE = ("_RTCRtpTransceiver__sender",)
+"""A subscriber's inactive transceiver is given a fresh ForwardingSender when it is reused for
+another track (aiortc's sender is fixed for a transceiver's life)."""
 DTLS_PRIVATE = (
     "_tx_srtp",
     "_rx_srtp",

@@ -43,6 +43,7 @@ from sfu.media.internals import (
     ICE_PRIVATE,
     RECEIVER_PRIVATE,
     SENDER_PRIVATE,
+    TRANSCEIVER_PRIVATE,
     internal,
     set_internal,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "check_seams",
     "client_peer_connection",
     "install",
+    "renew_sender",
     "sfu_peer_connection",
     "transceiver_codecs",
 ]
@@ -162,8 +164,12 @@ def check_seams() -> None:
         CandidatePair.__init__.__code__.co_names
     ):
         problems.append("aioice CandidatePair has no protocol/remote_addr")
-    if "_codecs" not in RTCRtpTransceiver.__init__.__code__.co_names:
+    transceiver_code = RTCRtpTransceiver.__init__.__code__
+    if "_codecs" not in transceiver_code.co_names:
         problems.append("RTCRtpTransceiver no longer keeps _codecs")
+    for attr in TRANSCEIVER_PRIVATE:
+        if attr not in transceiver_code.co_names:
+            problems.append(f"RTCRtpTransceiver no longer sets {attr}")
     if problems:
         raise RuntimeError("aiortc internals changed: " + "; ".join(problems))
 
@@ -245,6 +251,18 @@ def client_peer_connection(ice: IceConfig | None) -> RTCPeerConnection:
     if ice is None:
         return RTCPeerConnection(RTCConfiguration(iceServers=[]))
     return SeamPeerConnection(PeerSetup(ice=ice, forwarding=False))
+
+
+def renew_sender(transceiver: RTCRtpTransceiver) -> ForwardingSender:
+    """Give a transceiver whose ForwardingSender has stopped its successor (the same stream,
+    continued: ForwardingSender.successor), so its m-line can carry another track: aiortc
+    cannot remove a transceiver, and keeps one sender for the transceiver's life."""
+    old = transceiver.sender
+    if not isinstance(old, ForwardingSender):
+        raise TypeError("only a ForwardingSender's transceiver is renewed")
+    sender = old.successor()
+    set_internal(transceiver, TRANSCEIVER_PRIVATE[0], sender)
+    return sender
 
 
 def transceiver_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:

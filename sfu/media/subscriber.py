@@ -4,7 +4,12 @@ track's fan-out.
 
 Negotiation never crosses itself: changes collect while an offer is out, and the next offer goes
 only after the answer. aiortc cannot remove a transceiver, so an ended subscription's section is
-set inactive and stays in the SDP (a new one is added for the next track).
+set inactive and stays in the SDP. Once the remote side has agreed to it being inactive, the
+next track of the same kind reuses that section, as browsers recycle their own stopped sections:
+a fresh sender continues the old stream under the same SSRC (ForwardingSender.successor), which
+every receiver still routes. Without reuse, each screen share of a long session left one more
+section behind (about 1.3 KB of answer each), and after some twenty shares the answer outgrew
+the SDP size limit.
 """
 
 from __future__ import annotations
@@ -27,7 +32,12 @@ from sfu.media.connection_watch import ConnectionWatch
 from sfu.media.fanout import TrackFanout, codec_key
 from sfu.media.publisher import add_remote_candidate
 from sfu.media.sdp import parse_description
-from sfu.media.seams import ForwardingSender, sfu_peer_connection, transceiver_codecs
+from sfu.media.seams import (
+    ForwardingSender,
+    renew_sender,
+    sfu_peer_connection,
+    transceiver_codecs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +166,14 @@ class SubscriberSession:
         self._watch.arm()
 
     def _start(self, track_id: str, label: TrackLabel, fanout: TrackFanout) -> Subscription:
-        transceiver = self.pc.addTransceiver(label.kind, direction="sendonly")
+        transceiver = self._reusable(label.kind)
+        if transceiver is None:
+            transceiver = self.pc.addTransceiver(label.kind, direction="sendonly")
+            sender: RTCRtpSender = transceiver.sender
+        else:
+            transceiver.direction = "sendonly"
+            sender = renew_sender(transceiver)
         transceiver.setCodecPreferences(codec_preferences(label.kind, fanout.codecs))
-        sender = transceiver.sender
         if not isinstance(sender, ForwardingSender):
             raise RuntimeError("subscriber transceiver was not built with a ForwardingSender")
         sender._stream_id = self._stream_id(label)
@@ -166,10 +181,28 @@ class SubscriberSession:
         fanout.add(sender, [])
         return Subscription(track_id, label, fanout, transceiver, sender)
 
+    def _reusable(self, kind: str) -> RTCRtpTransceiver | None:
+        """An ended subscription's section of this kind whose inactive state has been answered
+        (reusing one still being negotiated would change a live section's stream)."""
+        in_use = {sub.transceiver for sub in self.subscriptions.values()}
+        for transceiver in self.pc.getTransceivers():
+            if (
+                transceiver.kind == kind
+                and transceiver not in in_use
+                and transceiver.direction == "inactive"
+                and transceiver.currentDirection == "inactive"
+                and not transceiver.stopped
+            ):
+                return transceiver
+        return None
+
     async def _end(self, sub: Subscription) -> None:
         sub.fanout.remove(sub.sender)
         sub.transceiver.direction = "inactive"
-        await sub.sender.stop()
+        # No RTCP BYE: the section may carry another track later, and a stock aiortc receiver
+        # stops its decoder for good on a BYE. The end is told by the SDP (inactive) and the
+        # track_unpublished message.
+        await sub.sender.stop(bye=False)
 
     def labels(self) -> dict[str, dict[str, str]]:
         out: dict[str, dict[str, str]] = {}

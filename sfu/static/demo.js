@@ -774,6 +774,10 @@
     get sharing() {
       return Boolean(session && session.screen);
     },
+    /** The mids of the subscriber connection's sections (one per track received, or reused). */
+    get subscriberMids() {
+      return session && session.sub ? session.sub.getTransceivers().map((t) => t.mid) : [];
+    },
     events,
     join,
     leave: () => (session ? session.leave() : Promise.resolve()),

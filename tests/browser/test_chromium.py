@@ -236,6 +236,9 @@ async def test_demo_page_exchanges_media_with_aiortc(
 async def test_demo_page_screen_share_start_and_stop(
     sfu: SfuProcess, room_id: str, page: Page
 ) -> None:
+    """Start and stop the share three times (a mentor shows code, talks, shows it again): each
+    share reaches the mentee as a new track, each stop unpublishes it, and the camera keeps
+    flowing through every re-offer (Chrome recycles the stopped share's m-line)."""
     mentor_token = sfu.token(room_id, "mentor-1", "mentor")
     mentee = await SfuClient.connect(
         sfu.ws_url, sfu.token(room_id, "mentee-1", "mentee"), ice=ICE, timeout=10
@@ -246,31 +249,82 @@ async def test_demo_page_screen_share_start_and_stop(
         mentor_id = await demo(page, "participantId")
         await mentee.wait_frames(video_from(mentor_id, "camera"), n=10, timeout=WAIT_S)
 
-        await page.click("#share")
-        await poll(lambda: demo(page, "sharing"), bool, "screen share started")
-        screen = await mentee.wait_frames(video_from(mentor_id, "screen"), n=10, timeout=WAIT_S)
-        await poll(
-            lambda: page.locator("#share").text_content(),
-            lambda text: text == "Stop sharing",
-            "share button turns into stop",
-        )
+        shared: list[str] = []
+        for _ in range(3):
+            await page.click("#share")
+            await poll(lambda: demo(page, "sharing"), bool, "screen share started")
+            screen = await mentee.wait_frames(
+                lambda t: video_from(mentor_id, "screen")(t) and t.track_id not in shared,
+                n=10,
+                timeout=WAIT_S,
+            )
+            shared.append(screen.track_id)
+            await poll(
+                lambda: page.locator("#share").text_content(),
+                lambda text: text == "Stop sharing",
+                "share button turns into stop",
+            )
 
-        await page.click("#share")
-        gone = await mentee.wait_for(
-            "track_unpublished",
-            lambda m: m["track"]["track_id"] == screen.track_id,
-            timeout=WAIT_S,
-        )
-        assert gone["track"]["source"] == "screen"
-        assert await page.locator('.tile[data-key="local:screen"]').count() == 0
-        # The camera keeps flowing after the re-offer.
-        camera = await mentee.wait_frames(video_from(mentor_id, "camera"), n=1, timeout=WAIT_S)
-        before = camera.frames
-        await mentee.wait_frames(video_from(mentor_id, "camera"), n=before + 30, timeout=WAIT_S)
+            await page.click("#share")
+            gone = await mentee.wait_for(
+                "track_unpublished",
+                lambda m, track_id=screen.track_id: m["track"]["track_id"] == track_id,
+                timeout=WAIT_S,
+            )
+            assert gone["track"]["source"] == "screen"
+            await poll(lambda: demo(page, "sharing"), lambda on: not on, "screen share stopped")
+            assert await page.locator('.tile[data-key="local:screen"]').count() == 0
+            # The camera keeps flowing after the re-offer.
+            camera = await mentee.wait_frames(video_from(mentor_id, "camera"), n=1, timeout=WAIT_S)
+            before = camera.frames
+            await mentee.wait_frames(video_from(mentor_id, "camera"), n=before + 30, timeout=WAIT_S)
+        assert len(set(shared)) == 3
         errors = [e["text"] for e in await demo(page, "events") if e["error"]]
         assert errors == [], errors
     finally:
         await mentee.close()
+
+
+async def test_demo_page_receives_a_share_started_again_and_again(
+    sfu: SfuProcess, room_id: str, page: Page
+) -> None:
+    """Chrome as the viewer of a share started three times: each share's frames are decoded and
+    tiled under its own track id, and every share after the first arrives on the section the
+    previous one left (the SFU reuses it), so the page's subscriber keeps two sections."""
+    mentor = await SfuClient.connect(
+        sfu.ws_url, sfu.token(room_id, "mentor-1", "mentor"), ice=ICE, timeout=10
+    )
+    try:
+        await page.goto(
+            f"{sfu.url}/demo?token={sfu.token(room_id, 'mentee-1', 'mentee')}&autojoin=1"
+        )
+        await poll(lambda: demo(page, "state"), lambda s: s == "joined", "page joined")
+        camera = PacedPacketTrack.from_codec("vp8")
+        await mentor.publish({camera: "camera"}, timeout=10)
+        await poll(lambda: frames_decoded_of(page, camera.id), lambda n: n > 30, "camera")
+        decoded = 0  # a reused section's inbound-rtp counts on from the previous share
+        for _ in range(3):
+            screen = PacedPacketTrack.from_codec("vp8")
+            await mentor.publish({screen: "screen"}, timeout=10)
+            decoded = await poll(
+                lambda s=screen: frames_decoded_of(page, s.id),
+                lambda n, floor=decoded: n > floor + 30,
+                "browser framesDecoded of the share",
+            )
+            tile = page.locator(f'.tile[data-key="{screen.id}"] video')
+            assert await tile.count() == 1
+            await mentor.unpublish(screen)
+            await poll(tile.count, lambda n: n == 0, "share tile removed")
+        assert len(await demo(page, "subscriberMids")) == 2  # the camera and one share section
+        await poll(
+            lambda: frames_decoded_of(page, camera.id),
+            lambda n: n > 200,
+            "the camera still decodes",
+        )
+        errors = [e["text"] for e in await demo(page, "events") if e["error"]]
+        assert errors == [], errors
+    finally:
+        await mentor.close()
 
 
 async def test_demo_page_reports_a_refused_token(sfu: SfuProcess, page: Page) -> None:

@@ -86,6 +86,42 @@ async def test_screen_share_appears_and_disappears(sfu: SfuProcess, join: Join) 
     await mentor.wait_frames(lambda i: i.source == "camera", before + 30, timeout=15)
 
 
+async def test_screen_share_many_times_reuses_one_section(sfu: SfuProcess, join: Join) -> None:
+    """A share started and stopped again and again: every share reaches the viewer as a new
+    track with frames, and the viewer's SDP keeps one section for it instead of growing by
+    one per share (a long session would otherwise outgrow the 32 KiB SDP limit)."""
+    room = await create_room(sfu)
+    mentor = await join(room["room_id"], "mentor")
+    mentee = await join(room["room_id"], "mentee")
+    await mentee.publish({camera(): "camera"})
+    await mentor.wait_frames(lambda i: i.source == "camera", 10, timeout=30)
+    shares = 4
+    mids: set[str] = set()
+    for _ in range(shares):
+        screen = camera()
+        await mentee.publish({screen: "screen"})
+        shared = await mentor.wait_frames(screen.id, 10, timeout=30)
+        assert shared.source == "screen"
+        offer = await mentor.wait_for(
+            "subscribe_offer", lambda m, sid=screen.id: sid in m["tracks"], timeout=5
+        )
+        mids.add(offer["tracks"][screen.id]["mid"])
+        await mentee.unpublish(screen)
+        await mentor.wait_for(
+            "track_unpublished", lambda m, sid=screen.id: m["track"]["track_id"] == sid
+        )
+        await mentor.wait_for(
+            "subscribe_offer", lambda m, sid=screen.id: sid not in m["tracks"], timeout=15
+        )
+    assert len(mids) == 1, mids  # one section, reused by every share
+    pc = mentor.subscriber
+    assert pc is not None and pc.remoteDescription is not None
+    assert len(pc.remoteDescription.sdp.split("\nm=")) - 1 == 2  # the camera and one share
+    camera_info = await mentor.wait_frames(lambda i: i.source == "camera", 1, timeout=5)
+    before = camera_info.frames
+    await mentor.wait_frames(lambda i: i.source == "camera", before + 30, timeout=15)
+
+
 async def test_observer_receives_both_and_cannot_publish(sfu: SfuProcess, join: Join) -> None:
     room = await create_room(sfu)
     mentor = await join(room["room_id"], "mentor")

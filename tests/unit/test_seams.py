@@ -173,6 +173,39 @@ async def test_sfu_peer_connection_builds_tap_receiver_and_forwarding_sender() -
             await pc.close()
 
 
+async def test_renewed_sender_continues_the_stream() -> None:
+    """A reused subscriber section gets a fresh ForwardingSender that goes on with the old
+    stream: same SSRCs (receivers route by SSRC), the next sequence number (no gap to report
+    as loss), timestamps a second on, cumulative counters; the offer names the same SSRC."""
+    sfu_out = sfu_peer_connection(_sfu_ice(41300, 41320))
+    try:
+        transceiver = sfu_out.addTransceiver("video", "sendonly")
+        old = transceiver.sender
+        assert isinstance(old, ForwardingSender)
+        old.rewriter.rewrite(1000, 5000)
+        last_seq, last_ts = old.rewriter.rewrite(1001, 8000)
+        old.packets, old.octets = 2, 2400
+        await old.stop(bye=False)
+        new = seams.renew_sender(transceiver)
+        assert transceiver.sender is new and new is not old
+        assert (new._ssrc, new._rtx_ssrc) == (old._ssrc, old._rtx_ssrc)
+        assert (new.packets, new.octets) == (2, 2400)
+        assert not new.started
+        seq, ts = new.rewriter.rewrite(17, 123)  # another publisher's numbers
+        assert seq == (last_seq + 1) % 65536
+        assert ts == (last_ts + 90000) % (1 << 32)
+        await sfu_out.setLocalDescription(await sfu_out.createOffer())
+        assert f"a=ssrc:{old._ssrc} " in sfu_out.localDescription.sdp
+        with pytest.raises(TypeError):
+            stock = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+            try:
+                seams.renew_sender(stock.addTransceiver("video", "sendonly"))
+            finally:
+                await stock.close()
+    finally:
+        await sfu_out.close()
+
+
 # --- publisher → SFU → subscriber, in process -----------------------------------------------
 
 

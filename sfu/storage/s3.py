@@ -223,16 +223,21 @@ class S3Store:
         await self._call(key, "put", blocking)
         return await self.head(key)
 
-    def _upload_parts(self, full: str, body: BinaryIO, extra: dict[str, Any]) -> None:
-        """Multipart upload (blocking): the same ExtraArgs as put_object, in parts; aborted
-        on failure. ClientError / BotoCoreError propagate as from put_object."""
+    def _transfers(self) -> TransferManager:
+        """s3transfer's manager for multipart uploads and copies, with this store's part size
+        and threshold and MULTIPART_CONCURRENCY parts in flight (a context manager)."""
         config = TransferConfig(
             multipart_threshold=self.multipart_threshold,
             multipart_chunksize=self.multipart_chunksize,
             max_request_concurrency=MULTIPART_CONCURRENCY,
             max_in_memory_upload_chunks=MULTIPART_CONCURRENCY,
         )
-        with TransferManager(self._client, config) as manager:
+        return TransferManager(self._client, config)
+
+    def _upload_parts(self, full: str, body: BinaryIO, extra: dict[str, Any]) -> None:
+        """Multipart upload (blocking): the same ExtraArgs as put_object, in parts; aborted
+        on failure. ClientError / BotoCoreError propagate as from put_object."""
+        with self._transfers() as manager:
             future = manager.upload(body, self.bucket, full, extra_args=dict(extra))
             future.result()
         logger.info("object %s/%s uploaded in parts", self.bucket, full)
@@ -323,12 +328,7 @@ class S3Store:
         for name in _KEPT_ON_COPY:
             if source.get(name):
                 extra[name] = source[name]  # type: ignore[literal-required]
-        config = TransferConfig(
-            multipart_threshold=self.multipart_threshold,
-            multipart_chunksize=self.multipart_chunksize,
-            max_request_concurrency=MULTIPART_CONCURRENCY,
-        )
-        with TransferManager(self._client, config) as manager:
+        with self._transfers() as manager:
             future = manager.copy(
                 {"Bucket": self.bucket, "Key": full}, self.bucket, full, extra_args=extra
             )

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import av
@@ -16,9 +17,9 @@ from aiortc.rtp import RtpPacket
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sfu.client.media import Clip, Codec, get_clip, load_clip
+from sfu.client.media import Clip, Codec, EncodedUnit, get_clip, load_clip
 from sfu.recording import FrameAssembler, RecordingSession, TrackRecorder, find_unfinished
-from sfu.recording.assembler import AUDIO_START_HOLD
+from sfu.recording.assembler import AUDIO_START_HOLD, Frame
 from sfu.recording.bitstream import annexb_nal_units, frame_dimensions
 from sfu.recording.session import SessionManifest
 from tests.media_fixtures import CODECS, packetize
@@ -108,6 +109,17 @@ def test_assembler_late_retransmission_fills_gap() -> None:
     assert assembler.stats.packets_late == 1
 
 
+def assert_same_frames(codec: Codec, frames: list[Frame], units: Sequence[EncodedUnit]) -> None:
+    """Each assembled frame is its clip unit: same keyframe flag, same bytes (H.264: the same
+    NAL units; start codes are 4 bytes after depayloading)."""
+    for frame, unit in zip(frames, units, strict=True):
+        assert frame.keyframe == unit.keyframe
+        if codec == "h264":
+            assert annexb_nal_units(frame.data) == annexb_nal_units(unit.data)
+        else:
+            assert frame.data == unit.data
+
+
 _PROPERTY_CLIPS: dict[str, tuple[Clip, list[RtpPacket]]] = {}
 
 
@@ -155,13 +167,7 @@ def test_assembler_property_whole_frames_in_order(
     index_of = {(ts0 + u.pts_ticks) & 0xFFFFFFFF: i for i, u in enumerate(clip.units)}
     indices = [index_of[f.timestamp] for f in frames]
     assert indices == sorted(set(indices))
-    for frame, index in zip(frames, indices, strict=True):
-        unit = clip.units[index]
-        assert frame.keyframe == unit.keyframe
-        if codec == "h264":  # start codes are 4 bytes after depayloading
-            assert annexb_nal_units(frame.data) == annexb_nal_units(unit.data)
-        else:
-            assert frame.data == unit.data
+    assert_same_frames(codec, frames, [clip.units[i] for i in indices])
     if not lost:
         assert indices == list(range(len(clip.units)))
     if codec != "opus":
@@ -224,12 +230,7 @@ def test_assembler_padding_is_not_loss(codec: Codec) -> None:
         assert not assembler.keyframe_needed
     frames += assembler.flush()
     assert len(frames) == len(clip.units)
-    for frame, unit in zip(frames, clip.units, strict=True):
-        assert frame.keyframe == unit.keyframe
-        if codec == "h264":
-            assert annexb_nal_units(frame.data) == annexb_nal_units(unit.data)
-        else:
-            assert frame.data == unit.data
+    assert_same_frames(codec, frames, clip.units)
     assert assembler.stats.frames_dropped == 0
     assert assembler.stats.packets_lost == 0
 

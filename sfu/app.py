@@ -23,6 +23,7 @@ from sfu.recording.handoff import (
     hand_off,
     queue_from_settings,
 )
+from sfu.recording.leases import node_leases
 from sfu.recording.session import RecordingSession
 from sfu.recording.watch import RecordingWatch
 from sfu.rooms.capacity import PortBudget
@@ -108,21 +109,26 @@ async def _recording_watch(app: web.Application) -> AsyncIterator[None]:
     recordings volume), see sfu/recording/watch.py."""
     settings = app[SETTINGS]
     manager = app[MANAGER]
+    leases = node_leases(settings.redis_url, settings.node_id, settings.recording_orphan_s)
     watch = RecordingWatch(
         settings.recordings_root,
         app[VOD_QUEUE],
         lambda: _live_sessions(manager),
         node_id=settings.node_id,
         orphan_s=settings.recording_orphan_s,
+        leases=leases,
     )
-    recovered, unqueued = await watch.recover_at_start()
-    if recovered:
-        logger.info("recovered %d unfinished recordings: %s", len(recovered), recovered)
-    if unqueued:
-        logger.info("queued %d finalised recordings never queued: %s", len(unqueued), unqueued)
-    watch.start()
-    yield
-    await watch.close()
+    try:
+        recovered, unqueued = await watch.recover_at_start()
+        if recovered:
+            logger.info("recovered %d unfinished recordings: %s", len(recovered), recovered)
+        if unqueued:
+            logger.info("queued %d finalised recordings never queued: %s", len(unqueued), unqueued)
+        watch.start()
+        yield
+        await watch.close()
+    finally:
+        await leases.close()
 
 
 async def _redis(app: web.Application) -> AsyncIterator[None]:

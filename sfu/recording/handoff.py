@@ -370,15 +370,21 @@ async def recover_unfinished(
     node_id: str | None = None,
     stale_after_s: float | None = None,
     live: frozenset[str] = frozenset(),
+    alive_nodes: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Finalise and enqueue every session a crash left in "recording"; their ids.
 
-    `node_id`, `stale_after_s` and `live` say which sessions are abandoned when several nodes
-    share the directory (see `find_unfinished`)."""
+    `node_id`, `stale_after_s`, `live` and `alive_nodes` say which sessions are abandoned when
+    several nodes share the directory (see `find_unfinished`)."""
     root = Path(recordings_dir)
     recovered: list[str] = []
     abandoned = functools.partial(
-        find_unfinished, root, node_id=node_id, stale_after_s=stale_after_s, live=live
+        find_unfinished,
+        root,
+        node_id=node_id,
+        stale_after_s=stale_after_s,
+        live=live,
+        alive_nodes=alive_nodes,
     )
     for manifest in await asyncio.to_thread(abandoned):
         session_dir = root / manifest.session_id

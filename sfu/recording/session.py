@@ -137,13 +137,16 @@ def find_unfinished(
     node_id: str | None = None,
     stale_after_s: float | None = None,
     live: frozenset[str] = frozenset(),
+    alive_nodes: frozenset[str] = frozenset(),
     now: float | None = None,
 ) -> list[SessionManifest]:
     """Sessions a crash left in `status: "recording"` (unreadable manifests are skipped).
 
     Without `stale_after_s`, every such session not in `live` (one SFU owns the directory).
     With it (a directory shared by several nodes), only those recorded by `node_id` (this node
-    before it restarted) or whose last sign of life is older than `stale_after_s` seconds."""
+    before it restarted), or whose last sign of life is older than `stale_after_s` seconds and
+    whose node is not in `alive_nodes` (it holds a lease: its writes to the volume stall, but
+    it still records; see leases.py)."""
     clock = time.time() if now is None else now
     found: list[SessionManifest] = []
     for path, manifest in _manifests(root_dir):
@@ -151,7 +154,10 @@ def find_unfinished(
             continue
         if stale_after_s is not None and not (
             (node_id is not None and manifest.node_id == node_id)
-            or clock - last_sign_of_life(path.parent) > stale_after_s
+            or (
+                manifest.node_id not in alive_nodes
+                and clock - last_sign_of_life(path.parent) > stale_after_s
+            )
         ):
             continue
         found.append(manifest)

@@ -8,6 +8,11 @@ as is each finalised session left unqueued for longer than that. At start-up (`r
 the same node's own leftovers are taken at once: whatever this node id recorded before it
 restarted cannot be live. In the embedded single-node set-up the node id is the host name, so
 a crashed SFU's sessions are recovered when it starts again, as before.
+
+With Redis, the node also holds a lease (`NodeLeases`, renewed every `orphan_s / 6` seconds by
+a task of its own that never touches the volume), and a stale session is adopted only if its
+node holds none: a node whose writes to the volume stall keeps its sessions. If the leases
+cannot be read, no other node's session is adopted until they can.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sfu.recording.handoff import JobQueue, recover_unfinished, recover_unqueued
+from sfu.recording.leases import NodeLeases, NoNodeLeases
 from sfu.recording.session import RecordingSession
 
 logger = logging.getLogger(__name__)
@@ -35,13 +42,15 @@ class RecordingWatch:
         *,
         node_id: str,
         orphan_s: float,
+        leases: NodeLeases | None = None,
     ) -> None:
         self.root = root
         self.queue = queue
         self.node_id = node_id
         self.orphan_s = orphan_s
+        self.leases: NodeLeases = leases or NoNodeLeases()
         self._live_sessions = live_sessions
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.adopted: list[str] = []
 
     def _live(self) -> list[RecordingSession]:
@@ -51,11 +60,31 @@ class RecordingWatch:
         """This node's leftovers and sessions abandoned by others; then unqueued finalised
         sessions. Returns (recovered, queued)."""
         live = frozenset(s.manifest.session_id for s in self._live())
+        await self._renew()
+        stale_after_s = self.orphan_s
+        try:
+            alive = await self.leases.alive()
+        except ConnectionError as exc:
+            logger.error("recording: node leases unreadable (%s): only this node's taken", exc)
+            alive, stale_after_s = frozenset(), math.inf
         recovered = await recover_unfinished(
-            self.root, self.queue, node_id=self.node_id, stale_after_s=self.orphan_s, live=live
+            self.root,
+            self.queue,
+            node_id=self.node_id,
+            stale_after_s=stale_after_s,
+            live=live,
+            alive_nodes=alive,
         )
         queued = await recover_unqueued(self.root, self.queue)
         return recovered, queued
+
+    async def _renew(self) -> bool:
+        try:
+            await self.leases.renew()
+        except ConnectionError as exc:
+            logger.error("recording: %s", exc)
+            return False
+        return True
 
     async def beat(self) -> None:
         """Touch the heartbeat of every live session (in a thread: the volume may be NFS)."""
@@ -75,9 +104,15 @@ class RecordingWatch:
     async def scan(self) -> list[str]:
         """Adopt sessions abandoned by other nodes; the ids finalised or queued here."""
         live = frozenset(s.manifest.session_id for s in self._live())
-        adopted = await recover_unfinished(
-            self.root, self.queue, stale_after_s=self.orphan_s, live=live
-        )
+        adopted: list[str] = []
+        try:
+            alive = await self.leases.alive()
+        except ConnectionError as exc:
+            logger.error("recording watch: node leases unreadable (%s): no adoption now", exc)
+        else:
+            adopted = await recover_unfinished(
+                self.root, self.queue, stale_after_s=self.orphan_s, live=live, alive_nodes=alive
+            )
         adopted += await recover_unqueued(self.root, self.queue, stale_after_s=self.orphan_s)
         if adopted:
             logger.warning("recording: adopted abandoned sessions %s", adopted)
@@ -98,13 +133,28 @@ class RecordingWatch:
             except (OSError, ConnectionError, ValueError) as exc:
                 logger.error("recording watch: %s", exc)
 
+    async def _hold_lease(self) -> None:
+        """Renew this node's lease, whatever the volume does (its own task)."""
+        while True:
+            await asyncio.sleep(self.orphan_s / 6)
+            await self._renew()
+
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="recording-watch")
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._run(), name="recording-watch"),
+                loop.create_task(self._hold_lease(), name="recording-lease"),
+            ]
 
     async def close(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        """Stop the tasks and give the lease up (this node's sessions are finalised by their
+        rooms on the way out). Idempotent."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if tasks:
+            await self.leases.release()

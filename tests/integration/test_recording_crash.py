@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -13,9 +14,10 @@ from pathlib import Path
 import av
 
 from sfu.client.client import SfuClient
+from sfu.recording.session import last_sign_of_life
 from tests.integration.conftest import LOOPBACK, camera, create_room, microphone
 from tests.integration.test_vod_worker import _run_worker
-from tests.sfu_process import make_sfu
+from tests.sfu_process import make_sfu, redis_server
 
 RECORD_S = 6.0
 
@@ -123,3 +125,57 @@ async def test_shared_recordings_volume_live_session_kept_abandoned_one_adopted(
             await c.close()
         node_a.stop()
         node_b.stop()
+
+
+async def test_shared_volume_with_redis_spares_a_node_whose_volume_writes_stall(
+    tmp_path: Path,
+) -> None:
+    """Two nodes with Redis share the recordings volume. Node A's heartbeat file goes stale
+    while A still records (the test keeps setting its mtime back, as a volume A cannot write
+    to would): B does not adopt the session, because A holds its lease in Redis. Once A is
+    killed, its lease expires and B adopts the session within the orphan time."""
+    orphan_s = 3.0
+    with redis_server() as redis_port:
+        shared = {
+            "SFU_RECORDINGS_DIR": str(tmp_path / "recordings"),
+            "SFU_RECORDING_ORPHAN_S": str(orphan_s),
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        }
+        node_a = make_sfu(47661, 47675, name="sfu-lease-a", **shared)
+        node_b = make_sfu(47676, 47690, name="sfu-lease-b", **shared)
+        node_a.start()
+        clients: list[SfuClient] = []
+        try:
+            room = await create_room(node_a)
+            session_id = str(room["recording"]["session_id"])
+            session_dir = tmp_path / "recordings" / session_id
+            client = await SfuClient.connect(
+                node_a.ws_url, node_a.token(str(room["room_id"]), "mentor", "mentor"), ice=LOOPBACK
+            )
+            clients.append(client)
+            await client.publish({camera(): "camera", microphone(): "microphone"})
+            node_b.start()
+            stale_reads = 0
+            for _ in range(int(4 * orphan_s / 0.1)):  # B scans every orphan/2: about 8 scans
+                then = time.time() - 2 * orphan_s
+                os.utime(session_dir / "heartbeat", (then, then))
+                stale_reads += time.time() - last_sign_of_life(session_dir) > orphan_s
+                await asyncio.sleep(0.1)
+            assert stale_reads > 30  # the heartbeat was stale most of the time
+            assert _status(session_dir / "manifest.json") == "recording", "B took A's session"
+            assert not (session_dir / "queued.json").exists()
+
+            assert node_a.proc is not None
+            node_a.proc.send_signal(signal.SIGKILL)
+            node_a.proc.wait(10)
+            killed = time.monotonic()
+            await _until(
+                lambda: (session_dir / "queued.json").exists(), 30, "B to adopt the session"
+            )
+            assert time.monotonic() - killed < orphan_s + orphan_s / 2 + 5.0
+            assert _status(session_dir / "manifest.json") == "finalised"
+        finally:
+            for c in clients:
+                await c.close()
+            node_a.stop()
+            node_b.stop()

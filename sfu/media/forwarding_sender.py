@@ -132,8 +132,10 @@ class ForwardingSender(RTCRtpSender):
         """A fresh sender that continues this stopped one's stream, for the next track on the
         same section: the same SSRCs, sequence numbers going on from the last one sent (no
         gap, so no loss to report), timestamps a second on, and cumulative counters for the
-        sender reports. A receiver keeps routing it by SSRC (aiortc's RtpRouter routes by SSRC
-        or by a payload type no other section uses, never by mid)."""
+        sender reports. A receiver keeps routing it by SSRC (aiortc's RtpRouter never routes by
+        mid; it takes a known SSRC only with a payload type registered for its receiver, and
+        registers them on the receiver's first negotiation only: when the next track's codec
+        differs, the client must add the new payload types, see sfu/client/subscriber.py)."""
         nxt = ForwardingSender(self.kind, self.transport)
         nxt._ssrc = self._ssrc
         nxt._rtx_ssrc = self._rtx_ssrc

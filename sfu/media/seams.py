@@ -26,7 +26,7 @@ import aiortc.rtcpeerconnection as _rtcpeerconnection
 from aioice import Connection
 from aioice.ice import CandidatePair
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
@@ -147,6 +147,7 @@ def check_seams() -> None:
         (RTCDtlsTransport, "_send_rtp"),
         (RTCDtlsTransport, "_register_rtp_sender"),
         (RTCDtlsTransport, "_register_rtp_receiver"),
+        (RtpRouter, "register_receiver"),  # the test client's codec switch (client/subscriber)
     ):
         if not hasattr(cls, method):
             problems.append(f"{cls.__name__}.{method} is gone")

@@ -7,7 +7,8 @@ only after the answer. aiortc cannot remove a transceiver, so an ended subscript
 set inactive and stays in the SDP. Once the remote side has agreed to it being inactive, the
 next track of the same kind reuses that section, as browsers recycle their own stopped sections:
 a fresh sender continues the old stream under the same SSRC (ForwardingSender.successor), which
-every receiver still routes. Without reuse, each screen share of a long session left one more
+browsers keep routing, in another codec too; aiortc receivers only once the client registers the
+new payload types (sfu/client/subscriber.py). Without reuse, each screen share of a long session left one more
 section behind (about 1.3 KB of answer each), and after some twenty shares the answer outgrew
 the SDP size limit.
 """

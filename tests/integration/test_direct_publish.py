@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
+from aiortc.sdp import MediaDescription, SessionDescription
 
 from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
 from sfu.client.direct_publish import NTP_EPOCH_OFFSET_S, DirectPacer
-from sfu.client.media import PacedPacketTrack
+from sfu.client.media import Codec, PacedPacketTrack
 from sfu.client.remote import RemoteTrackInfo
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.seams import TapReceiver
@@ -227,3 +228,68 @@ async def test_close_leaves_no_timer_or_task(sfu: SfuProcess) -> None:
             break
         await asyncio.sleep(0.05)
     assert not left, left
+
+
+def section(sdp: str, mid: str) -> MediaDescription:
+    (media,) = (m for m in SessionDescription.parse(sdp).media if m.rtp.muxId == mid)
+    return media
+
+
+def payload_types(media: MediaDescription) -> dict[str, set[int]]:
+    """Lower-case mime type → the payload types a media section gives it (RTX left out)."""
+    out: dict[str, set[int]] = {}
+    for codec in media.rtp.codecs:
+        if codec.mimeType.lower() != "video/rtx" and codec.payloadType is not None:
+            out.setdefault(codec.mimeType.lower(), set()).add(codec.payloadType)
+    return out
+
+
+async def test_reused_screen_section_switches_codec(sfu: SfuProcess, join_as: JoinAs) -> None:
+    """An observer watches the mentor's VP8 screen share, then (once it stopped) the mentee's
+    H.264 one, then the mentor's VP8 one again: each plays as 640x480 video, although all three
+    arrive on the one section the observer keeps for screen shares, under the same SSRC, the
+    payload type changing with the codec at each switch."""
+    room = await create_room(sfu)
+    mentor = await join_as(room["room_id"], "mentor")
+    mentee = await join_as(room["room_id"], "mentee")
+    viewer = await join_as(room["room_id"], "observer")
+    shares: tuple[tuple[SfuClient, Codec, str], ...] = (
+        (mentor, "vp8", "video/vp8"),
+        (mentee, "h264", "video/h264"),
+        (mentor, "vp8", "video/vp8"),
+    )
+    mids: set[str] = set()
+    ssrcs: set[int] = set()
+    used: list[set[int]] = []
+    for publisher, codec, mime in shares:
+        screen = PacedPacketTrack.from_codec(codec, seconds=2, gop_frames=30)
+        await publisher.publish({screen: "screen"})
+        offer = await viewer.wait_for(
+            "subscribe_offer", lambda m, sid=screen.id: sid in m["tracks"], timeout=15
+        )
+        mid = offer["tracks"][screen.id]["mid"]
+        mids.add(mid)
+        offered = section(offer["sdp"], mid)
+        # The SFU offers the publisher's codec only (subscriber.codec_preferences).
+        assert set(payload_types(offered)) == {mime}, offer["sdp"]
+        ssrcs.add(offered.ssrc[0].ssrc)
+        shared = await viewer.wait_frames(screen.id, 10, timeout=15)
+        assert shared.source == "screen" and shared.participant_id == publisher.participant_id
+        assert (shared.width, shared.height) == (640, 480)
+        pc = viewer.subscriber
+        assert pc is not None and pc.localDescription is not None
+        answered = payload_types(section(pc.localDescription.sdp, mid))  # the viewer's answer
+        assert set(answered) == {mime}
+        used.append(answered[mime])
+        await publisher.unpublish(screen)
+        await viewer.wait_for(
+            "track_unpublished", lambda m, sid=screen.id: m["track"]["track_id"] == sid
+        )
+        await viewer.wait_for(
+            "subscribe_offer", lambda m, sid=screen.id: sid not in m["tracks"], timeout=15
+        )
+    assert len(mids) == 1 and len(ssrcs) == 1, (mids, ssrcs)  # one section, one stream
+    assert used[0] == used[2] and not used[0] & used[1], used  # VP8, H.264, VP8 again
+    pc = viewer.subscriber
+    assert pc is not None and pc.remoteDescription is not None
+    assert len(pc.remoteDescription.sdp.split("\nm=")) - 1 == 1

@@ -640,6 +640,8 @@
         remote: [],
         framesDecoded: {},
         local: [],
+        // The publisher connection's send-side bandwidth estimate (bit/s; the SFU's REMB caps it).
+        availableOutgoingBitrate: null,
       };
       if (this.sub && this.sub.connectionState !== "closed") {
         const midOfTrack = new Map(
@@ -670,6 +672,9 @@
       if (this.pub && this.pub.connectionState !== "closed") {
         const report = await withTimeout(this.pub.getStats(), STATS_TIMEOUT_MS, "getStats");
         for (const stat of report.values()) {
+          if (stat.type === "candidate-pair" && stat.nominated && stat.availableOutgoingBitrate) {
+            out.availableOutgoingBitrate = stat.availableOutgoingBitrate;
+          }
           if (stat.type !== "outbound-rtp") continue;
           const transceiver = this.pub.getTransceivers().find((t) => t.mid === stat.mid);
           out.local.push({

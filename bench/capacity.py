@@ -22,14 +22,12 @@ the same load tester. Run inside a loopback-only network namespace::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +36,8 @@ if __package__ in (None, ""):  # run as `python bench/capacity.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.forwarding import machine, pin
-from sfu.recording.recorder import RECORDER_THREAD
 from tests.sfu_process import TEST_SECRET, SfuProcess, make_sfu
 
 REPO = Path(__file__).resolve().parent.parent
@@ -299,6 +295,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.variant:
+        from bench.capacity_ab import compare  # it builds on this module's runs
+
         compare([Variant.parse(v) for v in args.variant], args)
         return
     began = time.time()
@@ -342,165 +340,6 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         args.json.with_suffix(".txt").write_text(text + "\n")
-
-
-def compare(variants: list[Variant], args: argparse.Namespace) -> None:
-    """Round-robin runs of every variant at every room count, so the machine's drift hits
-    them alike; a fit per variant over all its runs, and the median CPU per room count."""
-    began = time.time()
-    counts = [int(x) for x in args.rooms.split(",") if x]
-    runs: dict[str, list[Run]] = {v.name: [] for v in variants}
-    for round_index in range(args.rounds):
-        for rooms in counts:
-            if args.concurrent:
-                shift = round_index % len(variants)
-                order = variants[shift:] + variants[:shift]
-                done: Iterable[tuple[Variant, Run]] = zip(
-                    order, run_together(args, rooms, order), strict=True
-                )
-                window = " (common window)"
-            else:
-                # a generator: each run is printed as soon as it is over
-                done = ((v, run_once(args, rooms, args.duration, v)) for v in variants)
-                window = ""
-            for variant, run in done:
-                runs[variant.name].append(run)
-                print(
-                    f"round {round_index} {variant.name} rooms={rooms}: "
-                    f"{run.sfu_cpu_cores:.3f} cores{window}, kept up {run.kept_up}",
-                    flush=True,
-                )
-    lines = ["| variant | " + " | ".join(f"{n} rooms (median cores)" for n in counts)]
-    lines[0] += " | per room (fit) | fixed (fit) |"
-    lines.append("|" + "---|" * (len(counts) + 3))
-    result: dict[str, Any] = {}
-    for variant in variants:
-        mine = runs[variant.name]
-        medians = [
-            float(np.median([r.sfu_cpu_cores for r in mine if r.rooms == n])) for n in counts
-        ]
-        cpu = fit(mine, "sfu_cpu_cores")
-        result[variant.name] = {
-            "variant": asdict(variant),
-            "runs": [asdict(r) | {"kept_up": r.kept_up} for r in mine],
-            "median_cores": dict(zip(counts, medians, strict=True)),
-            "cpu_fit": cpu,
-        }
-        cells = " | ".join(f"{m:.3f}" for m in medians)
-        slope = f"{cpu['per_room']:.4f}" if cpu else "-"
-        fixed = f"{cpu['fixed']:.4f}" if cpu else "-"
-        lines.append(f"| {variant.name} | {cells} | {slope} | {fixed} |")
-    text = "\n".join(lines)
-    if args.concurrent and len(variants) == 2:
-        paired = paired_overhead(runs[variants[0].name], runs[variants[1].name])
-        result["paired"] = paired
-        text += "\n\n" + paired["text"]
-    print(text)
-    if args.json:
-        out = {
-            "command": " ".join(["python", "-m", "bench.capacity", *sys.argv[1:]]),
-            "machine": machine(),
-            "variants": result,
-            "elapsed_s": round(time.time() - began, 1),
-        }
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
-        args.json.with_suffix(".txt").write_text(text + "\n")
-
-
-PORT_SPAN = 250
-"""Concurrent A/B: variant i gets media ports PORT_MIN + i * PORT_SPAN onwards (201 of them)."""
-
-
-def run_together(args: argparse.Namespace, rooms: int, variants: list[Variant]) -> list[Run]:
-    """Every variant's SFU and load tester at once; each SFU's CPU over one common window.
-
-    The window opens when every ramp is done plus a settle time and closes before the first
-    load tester stops, so the machine's drift, other tenants and frequency changes hit all
-    variants alike: a paired reading, unlike runs one after another."""
-    launches: list[Launch] = []
-    try:
-        for index, variant in enumerate(variants):
-            low = PORT_MIN + index * PORT_SPAN
-            launches.append(
-                launch(args, rooms, args.duration, variant, (low, low + PORT_MAX - PORT_MIN))
-            )
-        settle = rooms * args.ramp_per_room + 8.0
-        window = args.duration - 12.0
-        if window < 5:
-            raise SystemExit("--concurrent needs --duration of at least 17 s")
-        time.sleep(settle)
-        processes = [psutil.Process(one.sfu.pid) for one in launches]
-        before = [_cpu_seconds(proc) for proc in processes]
-        began = time.monotonic()
-        time.sleep(window)
-        after = [_cpu_seconds(proc) for proc in processes]
-        span = time.monotonic() - began
-    finally:
-        runs = [finish(one) for one in launches]
-    for run, (total0, rec0), (total1, rec1) in zip(runs, before, after, strict=True):
-        run.sfu_cpu_cores = (total1 - total0) / span
-        run.sfu_cpu_per_room = run.sfu_cpu_cores / run.rooms
-        run.sfu_recorder_cores = (rec1 - rec0) / span
-    return runs
-
-
-def _cpu_seconds(process: psutil.Process) -> tuple[float, float]:
-    """CPU seconds of the whole process and its live child processes, and of its recorder
-    thread (named by the SFU)."""
-    times = process.cpu_times()
-    children = 0.0
-    for child in process.children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            child_times = child.cpu_times()
-            children += child_times.user + child_times.system
-    recorder = 0.0
-    for thread in process.threads():
-        comm = Path(f"/proc/{process.pid}/task/{thread.id}/comm")
-        with contextlib.suppress(OSError):
-            if comm.read_text().strip() == RECORDER_THREAD:
-                recorder += thread.user_time + thread.system_time
-    return float(times.user + times.system) + children, recorder
-
-
-def paired_overhead(base: list[Run], other: list[Run]) -> dict[str, Any]:
-    """What `other` adds per room over `base`, from runs made at the same time (pairs), as a
-    share of `base`'s CPU per room (its fit's slope: the fixed cost of an idle SFU excluded)."""
-    pairs = [
-        (b, o)
-        for b, o in zip(base, other, strict=True)
-        if b.kept_up and o.kept_up and b.rooms == o.rooms
-    ]
-    extra = [(o.sfu_cpu_cores - b.sfu_cpu_cores) / b.rooms for b, o in pairs]
-    thread = [(o.sfu_recorder_cores or 0.0) / o.rooms for _, o in pairs]
-    rest = [e - t for e, t in zip(extra, thread, strict=True)]
-    all_in = [e / (b.sfu_cpu_cores / b.rooms) * 100 for e, (b, _) in zip(extra, pairs, strict=True)]
-    slope_fit = fit(base, "sfu_cpu_cores")
-    slope = slope_fit["per_room"] if slope_fit else None
-    if not extra or not slope:
-        return {"pairs": len(pairs), "text": "paired: not enough runs that kept up"}
-    median_extra = float(np.median(extra))
-    shares = [e / slope * 100 for e in extra]
-    text = (
-        f"paired (same window): extra CPU-s/s per room, median {median_extra:.4f} over "
-        f"{len(extra)} pairs ({', '.join(f'{e:.4f}' for e in extra)}); base per room (fit) "
-        f"{slope:.4f} -> +{median_extra / slope * 100:.1f} % per room "
-        f"(pairs {', '.join(f'{x:+.1f}' for x in shares)} %); of the extra, the recorder "
-        f"thread {float(np.median(thread)):.4f} and the other threads {float(np.median(rest)):.4f} "
-        f"per room (medians); against the unrecorded SFU's whole CPU per room in the same "
-        f"window: +{float(np.median(all_in)):.1f} %"
-    )
-    return {
-        "pairs": len(pairs),
-        "extra_per_room": extra,
-        "median_extra_per_room": median_extra,
-        "base_per_room_fit": slope,
-        "overhead_pct_per_pair": shares,
-        "overhead_pct_median": median_extra / slope * 100,
-        "overhead_pct_of_whole_per_room": all_in,
-        "recorder_thread_per_room": thread,
-        "other_threads_extra_per_room": rest,
-        "text": text,
-    }
 
 
 if __name__ == "__main__":

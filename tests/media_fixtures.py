@@ -14,6 +14,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu.client.media import Clip
+from sfu.recording.assembler import Frame
+from sfu.recording.writer import MatroskaWriter
 
 
 def write_vp8_track(
@@ -37,6 +39,37 @@ def write_vp8_track(
             frame.pts, frame.time_base = i, Fraction(1, fps)
             c.mux(s.encode(frame.reformat(format="yuv420p")))
         c.mux(s.encode(None))
+
+
+def write_recorded_video(
+    path: Path, codec: str, rgb: tuple[int, int, int], parts: list[tuple[int, int, float]]
+) -> None:
+    """A flat-colour camera (`codec` "vp8" or "h264") at 15 fps whose resolution changes, as a
+    browser's does when it adapts to the network: each (width, height, seconds) part is encoded
+    on its own (starting with a keyframe; H.264 with its SPS/PPS in band, as WebRTC sends it)
+    and all frames go through the recorder's MatroskaWriter, so the file's track header gives
+    the first part's size, as in a recording."""
+    fps, step = 15, 90_000 // 15
+    writer = MatroskaWriter(path, codec)
+    timestamp = 0
+    for width, height, seconds in parts:
+        encoder = av.CodecContext.create("libvpx" if codec == "vp8" else "libx264", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+        encoder.time_base, encoder.bit_rate = Fraction(1, fps), 300_000
+        if codec == "h264":
+            encoder.options = {"profile": "baseline", "tune": "zerolatency"}
+        img = np.empty((height, width, 3), dtype=np.uint8)
+        img[:] = rgb
+        packets = []
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            packets += encoder.encode(frame)
+        packets += encoder.encode(None)
+        for packet in packets:
+            writer.write(Frame(timestamp, bytes(packet), packet.is_keyframe, 0.0))
+            timestamp += step
+    writer.close()
 
 
 def write_opus_tone(path: Path, hz: float, seconds: float) -> None:

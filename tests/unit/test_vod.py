@@ -26,7 +26,7 @@ from sfu.vod.compose import PLACEHOLDER, VideoEvent, VideoTrackReader, programme
 from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
 from sfu.vod.manifest import load_manifest
 from sfu.vod.pipeline import EncoderStopped
-from tests.media_fixtures import write_opus_tone, write_vp8_track
+from tests.media_fixtures import write_opus_tone, write_recorded_video, write_vp8_track
 
 SESSION_S = 6.0
 MENTOR_RGB = (210, 40, 40)
@@ -462,3 +462,32 @@ def test_composition_failure_closes_every_encoder(
         render_session(session_dir, tmp_path / "out")
     assert not [t for t in threading.enumerate() if t.name.startswith("vod-encode")]
     assert not (tmp_path / "out" / "master.m3u8").exists()
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_a_camera_that_changes_resolution_keeps_its_picture(tmp_path: Path, codec: str) -> None:
+    """A browser on a poor network lowers or changes its camera's resolution mid-session; the
+    recording then holds frames of two sizes under one track header. The programme fits each
+    frame by its own size: 4:3 first (640x480 in the mentor's half), then 16:9 (640x360)."""
+    (tmp_path / "tracks").mkdir()
+    write_recorded_video(
+        tmp_path / "tracks/cam-a.mkv", codec, MENTOR_RGB, [(320, 240, 2.0), (640, 360, 2.0)]
+    )
+    write_vp8_track(tmp_path / "tracks/cam-b.mkv", MENTEE_RGB, 4.0)
+    tracks = [
+        _track("cam-a", "p-mentor", "video", "camera", 0.0, 4.0) | {"codec": codec},
+        _track("cam-b", "p-mentee", "video", "camera", 0.0, 4.0),
+    ]
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(tracks, duration=4.0)))
+    with av.open(str(tmp_path / "tracks/cam-a.mkv")) as recorded:
+        sizes = {(f.width, f.height) for f in recorded.decode(video=0)}
+    assert sizes == {(320, 240), (640, 360)}
+    got = {}
+    for event in programme(load_manifest(tmp_path), tmp_path, 1280, 720, 25):
+        if isinstance(event, VideoEvent) and event.index in (25, 75):
+            got[event.index] = planes_of(event.frame)
+    before, after = got[25], got[75]
+    assert _near(before, 100, 150, MENTOR_RGB) and _near(before, 100, 590, MENTOR_RGB)
+    assert _near(after, 100, 200, MENTOR_RGB) and _near(after, 100, 530, MENTOR_RGB)
+    assert (after.y[:180, :640] == BLACK.y).all() and (after.y[540:, :640] == BLACK.y).all()
+    assert _near(after, 740, 170, MENTEE_RGB)  # the other camera is unaffected

@@ -121,3 +121,58 @@ async def test_unrecorded_room_writes_nothing(sfu: SfuProcess, join: Join) -> No
             f"{sfu.url}/rooms/{room['room_id']}", headers=sfu.service_headers()
         )
         assert (await deleted.json())["recording"] is None
+
+
+async def test_a_reconnect_mid_session_keeps_both_parts_in_the_vod(
+    sfu: SfuProcess, join: Join
+) -> None:
+    """The mentee's browser reconnects (a flaky network: a new socket of the same user replaces
+    the old one, 4409) and publishes again. The recording keeps the mentee's camera from before
+    and after as two tracks, and the VOD shows the mentee's video in both parts."""
+    room = await create_room(sfu)
+    room_id = str(room["room_id"])
+    session_id = room["recording"]["session_id"]
+    mentor = await join(room_id, "mentor")
+    mentee = await join(room_id, "mentee", user="lee")
+    await mentor.publish({camera(): "camera", microphone(): "microphone"})
+    await mentee.publish({camera(): "camera", microphone(): "microphone"})
+    await mentor.wait_frames(lambda i: i.participant_id == mentee.participant_id, 30, timeout=30)
+    await asyncio.sleep(2.0)
+    again = await join(room_id, "mentee", user="lee")
+    assert await mentee.wait_closed(10) == 4409
+    await again.publish({camera(): "camera", microphone(): "microphone"})
+    await mentor.wait_frames(lambda i: i.participant_id == again.participant_id, 30, timeout=30)
+    await asyncio.sleep(2.0)
+    async with aiohttp.ClientSession() as http:
+        deleted = await http.delete(f"{sfu.url}/rooms/{room_id}", headers=sfu.service_headers())
+        assert deleted.status == 200, await deleted.text()
+
+    session_dir = Path(sfu.env["SFU_DATA_DIR"]) / "recordings" / session_id
+    manifest = json.loads((session_dir / "manifest.json").read_text())
+    ids = (mentee.participant_id, again.participant_id)
+    mentee_cameras = sorted(
+        (t for t in manifest["tracks"] if t["source"] == "camera" and t["participant_id"] in ids),
+        key=lambda t: t["start_s"],
+    )
+    assert [t["participant_id"] for t in mentee_cameras] == [
+        mentee.participant_id,
+        again.participant_id,
+    ]
+    code, logs = await _run_worker({**sfu.env}, "--once", timeout=240)
+    assert code == 0, logs[-3000:]
+    vod = Path(sfu.env["SFU_DATA_DIR"]) / "objects" / "vod" / "sessions" / session_id
+    metadata = json.loads((vod / "metadata.json").read_text())
+    assert [p["role"] for p in metadata["participants"]].count("mentee") == 2
+    wanted = [(t["start_s"] + t["end_s"]) / 2 for t in mentee_cameras]
+    found: dict[float, float] = {}
+    with av.open(str(vod / "360p" / "index.m3u8")) as container:
+        for frame in container.decode(video=0):
+            if frame.time is None:
+                continue
+            for t in wanted:
+                if t not in found and frame.time >= t:
+                    # side by side at 640x360: the mentee's 4:3 camera fills 320x240 at (320, 60)
+                    luma = frame.to_ndarray(format="gray")[80:280, 340:620]
+                    found[t] = float(luma.std())
+    assert len(found) == 2, (wanted, found)
+    assert all(std > 3.0 for std in found.values()), found  # video, not a flat placeholder

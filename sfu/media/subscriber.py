@@ -8,9 +8,9 @@ set inactive and stays in the SDP. Once the remote side has agreed to it being i
 next track of the same kind reuses that section, as browsers recycle their own stopped sections:
 a fresh sender continues the old stream under the same SSRC (ForwardingSender.successor), which
 browsers keep routing, in another codec too; aiortc receivers only once the client registers the
-new payload types (sfu/client/subscriber.py). Without reuse, each screen share of a long session left one more
-section behind (about 1.3 KB of answer each), and after some twenty shares the answer outgrew
-the SDP size limit.
+new payload types (sfu/client/subscriber.py). Without reuse, each screen share of a long
+session left one more section behind (about 1.3 KB of answer each), and after some twenty
+shares the answer outgrew the SDP size limit.
 """
 
 from __future__ import annotations

@@ -177,7 +177,7 @@ async def test_ready_follows_redis(redis_port: int) -> None:
 
 
 def test_sfu_token_cli_mints_working_tokens(tmp_path: Path) -> None:
-    env = {**os.environ, "SFU_JWT_SECRET": "cli-test-secret-0123456789"}
+    env = {**os.environ, "SFU_JWT_SECRET": "cli-test-secret-0123456789abcdefghij"}
     out = subprocess.run(
         ["sfu", "token", "--room", "r1", "--user", "u1", "--role", "mentor", "--name", "Kim"],
         env=env,
@@ -188,7 +188,7 @@ def test_sfu_token_cli_mints_working_tokens(tmp_path: Path) -> None:
     ).stdout.strip()
     from sfu.api.tokens import verify_participant_token, verify_service_token
 
-    grant = verify_participant_token("cli-test-secret-0123456789", out)
+    grant = verify_participant_token("cli-test-secret-0123456789abcdefghij", out)
     assert (grant.room_id, grant.user_id, grant.role, grant.name) == ("r1", "u1", "mentor", "Kim")
     service = subprocess.run(
         ["sfu", "token", "--service"],
@@ -198,7 +198,7 @@ def test_sfu_token_cli_mints_working_tokens(tmp_path: Path) -> None:
         check=True,
         cwd=tmp_path,
     ).stdout.strip()
-    verify_service_token("cli-test-secret-0123456789", service)
+    verify_service_token("cli-test-secret-0123456789abcdefghij", service)
     bad = subprocess.run(
         ["sfu", "serve"],
         env={**env, "SFU_RTC_PORT_MIN": "abc"},

@@ -4,11 +4,12 @@ session is found, queued, and published by the VOD worker, and nothing recorded 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import av
@@ -17,7 +18,7 @@ from sfu.client.client import SfuClient
 from sfu.recording.session import last_sign_of_life
 from tests.integration.conftest import LOOPBACK, camera, create_room, microphone
 from tests.integration.test_vod_worker import _run_worker
-from tests.sfu_process import make_sfu, redis_server
+from tests.sfu_process import SfuProcess, make_sfu, redis_server
 
 RECORD_S = 6.0
 
@@ -79,6 +80,44 @@ def _status(manifest_path: Path) -> str:
     return str(json.loads(manifest_path.read_text())["status"])
 
 
+@contextlib.asynccontextmanager
+async def _recording_on_a(
+    rtc_min: int, name: str, shared: dict[str, str]
+) -> AsyncIterator[tuple[SfuProcess, SfuProcess, Path]]:
+    """Nodes A and B with the `shared` settings (one recordings folder); A started, recording
+    a room in which a mentor publishes camera and microphone; B made but not started. Yields
+    (A, B, the session's folder); both nodes are stopped at the end."""
+    node_a = make_sfu(rtc_min, rtc_min + 14, name=f"{name}-a", **shared)
+    node_b = make_sfu(rtc_min + 15, rtc_min + 29, name=f"{name}-b", **shared)
+    node_a.start()
+    clients: list[SfuClient] = []
+    try:
+        room = await create_room(node_a)
+        session_dir = Path(shared["SFU_RECORDINGS_DIR"]) / str(room["recording"]["session_id"])
+        client = await SfuClient.connect(
+            node_a.ws_url, node_a.token(str(room["room_id"]), "mentor", "mentor"), ice=LOOPBACK
+        )
+        clients.append(client)
+        await client.publish({camera(): "camera", microphone(): "microphone"})
+        yield node_a, node_b, session_dir
+    finally:
+        for c in clients:
+            await c.close()
+        node_a.stop()
+        node_b.stop()
+
+
+async def _kill_until_adopted(node: SfuProcess, session_dir: Path) -> float:
+    """SIGKILL `node`, wait for the session to be queued by another; seconds it took."""
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGKILL)
+    node.proc.wait(10)
+    killed = time.monotonic()
+    await _until(lambda: (session_dir / "queued.json").exists(), 30, "B to adopt the session")
+    assert _status(session_dir / "manifest.json") == "finalised"
+    return time.monotonic() - killed
+
+
 async def test_shared_recordings_volume_live_session_kept_abandoned_one_adopted(
     tmp_path: Path,
 ) -> None:
@@ -90,41 +129,16 @@ async def test_shared_recordings_volume_live_session_kept_abandoned_one_adopted(
         "SFU_VOD_QUEUE_DIR": str(tmp_path / "vod-queue"),
         "SFU_RECORDING_ORPHAN_S": "3",
     }
-    node_a = make_sfu(47630, 47645, name="sfu-shared-a", **shared)
-    node_b = make_sfu(47646, 47660, name="sfu-shared-b", **shared)
-    node_a.start()
-    clients: list[SfuClient] = []
-    try:
-        room = await create_room(node_a)
-        session_id = str(room["recording"]["session_id"])
-        manifest_path = tmp_path / "recordings" / session_id / "manifest.json"
-        client = await SfuClient.connect(
-            node_a.ws_url, node_a.token(str(room["room_id"]), "mentor", "mentor"), ice=LOOPBACK
-        )
-        clients.append(client)
-        await client.publish({camera(): "camera", microphone(): "microphone"})
+    async with _recording_on_a(47630, "sfu-shared", shared) as (node_a, node_b, session_dir):
         node_b.start()  # start-up recovery on B runs while A records
         await asyncio.sleep(4 * 3.0)  # four orphan times: B scans several times
-        assert _status(manifest_path) == "recording", "B took A's live session"
-        assert not (manifest_path.parent / "queued.json").exists()
+        assert _status(session_dir / "manifest.json") == "recording", "B took A's live session"
+        assert not (session_dir / "queued.json").exists()
 
-        assert node_a.proc is not None
-        node_a.proc.send_signal(signal.SIGKILL)
-        node_a.proc.wait(10)
-        killed = time.monotonic()
-        await _until(
-            lambda: (manifest_path.parent / "queued.json").exists(), 30, "B to adopt the session"
-        )
-        adopted_after = time.monotonic() - killed
-        assert _status(manifest_path) == "finalised"
+        adopted_after = await _kill_until_adopted(node_a, session_dir)
         queued = list((tmp_path / "vod-queue" / "pending").glob("*.json"))
-        assert [json.loads(p.read_text())["session_id"] for p in queued] == [session_id]
+        assert [json.loads(p.read_text())["session_id"] for p in queued] == [session_dir.name]
         assert adopted_after < 3.0 + 3.0 / 2 + 5.0  # orphan time + one scan period + slack
-    finally:
-        for c in clients:
-            await c.close()
-        node_a.stop()
-        node_b.stop()
 
 
 async def test_shared_volume_with_redis_spares_a_node_whose_volume_writes_stall(
@@ -141,19 +155,7 @@ async def test_shared_volume_with_redis_spares_a_node_whose_volume_writes_stall(
             "SFU_RECORDING_ORPHAN_S": str(orphan_s),
             "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         }
-        node_a = make_sfu(47661, 47675, name="sfu-lease-a", **shared)
-        node_b = make_sfu(47676, 47690, name="sfu-lease-b", **shared)
-        node_a.start()
-        clients: list[SfuClient] = []
-        try:
-            room = await create_room(node_a)
-            session_id = str(room["recording"]["session_id"])
-            session_dir = tmp_path / "recordings" / session_id
-            client = await SfuClient.connect(
-                node_a.ws_url, node_a.token(str(room["room_id"]), "mentor", "mentor"), ice=LOOPBACK
-            )
-            clients.append(client)
-            await client.publish({camera(): "camera", microphone(): "microphone"})
+        async with _recording_on_a(47661, "sfu-lease", shared) as (node_a, node_b, session_dir):
             node_b.start()
             stale_reads = 0
             for _ in range(int(4 * orphan_s / 0.1)):  # B scans every orphan/2: about 8 scans
@@ -165,17 +167,5 @@ async def test_shared_volume_with_redis_spares_a_node_whose_volume_writes_stall(
             assert _status(session_dir / "manifest.json") == "recording", "B took A's session"
             assert not (session_dir / "queued.json").exists()
 
-            assert node_a.proc is not None
-            node_a.proc.send_signal(signal.SIGKILL)
-            node_a.proc.wait(10)
-            killed = time.monotonic()
-            await _until(
-                lambda: (session_dir / "queued.json").exists(), 30, "B to adopt the session"
-            )
-            assert time.monotonic() - killed < orphan_s + orphan_s / 2 + 5.0
-            assert _status(session_dir / "manifest.json") == "finalised"
-        finally:
-            for c in clients:
-                await c.close()
-            node_a.stop()
-            node_b.stop()
+            adopted_after = await _kill_until_adopted(node_a, session_dir)
+            assert adopted_after < orphan_s + orphan_s / 2 + 5.0

@@ -170,6 +170,10 @@ class Settings(BaseSettings):
     queues it (scanned every half of this)."""
     vod_poll_s: float = Field(default=5.0, gt=0, le=60)
     """Longest a worker waits for a job in one claim call (bounds SIGTERM latency)."""
+    recordings_retention_h: float = Field(default=24.0, ge=0, le=24 * 365)
+    """Hours a session's raw recording (its folder under recordings_dir) is kept after its VOD
+    is published, then the VOD worker deletes it; 0 deletes it as soon as the job is done.
+    Sessions not published (queued, failed) are never deleted."""
 
     # Operations
     log_level: str = "INFO"

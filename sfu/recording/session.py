@@ -126,6 +126,8 @@ def _manifests(
             continue
         try:
             found.append((path, SessionManifest.read(path)))
+        except FileNotFoundError:
+            continue  # deleted since the listing (a published session past its retention)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("unreadable recording manifest %s: %s", path, exc)
     return found

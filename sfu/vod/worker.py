@@ -22,14 +22,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from sfu import metrics
 from sfu.recording.handoff import DeadJob, Job, JobQueue, queue_from_settings
 from sfu.recording.session import MANIFEST, SessionManifest
 from sfu.settings import Settings
 from sfu.storage import ObjectStore, store_from_settings
+from sfu.storage.base import StorageError
 from sfu.vod.ladder import parse_ladder
 from sfu.vod.publish import publish_dir, vod_prefix
 from sfu.vod.render import render_session
+from sfu.vod.retention import RecordingsRetention
 from sfu.webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
@@ -82,6 +86,9 @@ class VodWorker:
         self.progress_bar = progress_bar
         self.stats = WorkerStats()
         self.stop = asyncio.Event()
+        self.retention = RecordingsRetention(
+            settings.recordings_root, queue, settings.recordings_retention_h * 3600
+        )
 
     def _room(self, session_id: str) -> dict[str, Any]:
         try:
@@ -108,6 +115,9 @@ class VodWorker:
             "vod: job %s: session %s, attempt %d", job.job_id, job.session_id, job.attempts + 1
         )
         began = time.monotonic()
+        session_dir = self.settings.recordings_root / job.session_id
+        if not session_dir.is_dir() and await self._already_published(job):
+            return False
         scratch = self.settings.data_dir / "vod-work" / job.session_id
         if scratch.exists():  # left by a worker that died; the claim makes it ours now
             logger.info("vod: removing stale scratch folder %s", scratch)
@@ -115,7 +125,6 @@ class VodWorker:
         scratch.mkdir(parents=True)
         beat = asyncio.create_task(self._heartbeat(job), name=f"vod-heartbeat-{job.job_id}")
         try:
-            session_dir = self.settings.recordings_root / job.session_id
             progress = _ProgressBar(job.session_id) if self.progress_bar else None
             result = await asyncio.to_thread(
                 render_session,
@@ -141,6 +150,11 @@ class VodWorker:
                 await beat
             await asyncio.to_thread(shutil.rmtree, scratch, True)
         elapsed = time.monotonic() - began
+        room = self._room(job.session_id)  # before the recording may be deleted
+        try:
+            await self.retention.published(job.session_id)
+        except OSError as exc:  # the VOD is out; the next sweep tries again
+            logger.warning("vod: session %s: marking it published failed: %s", job.session_id, exc)
         metrics.VOD_RENDER_SECONDS.observe(elapsed)
         metrics.VOD_JOBS.labels("published").inc()
         self.stats.published += 1
@@ -153,7 +167,7 @@ class VodWorker:
         if self.webhooks is not None:
             self.webhooks.on_event(
                 "recording_ready",
-                self._room(job.session_id),
+                room,
                 {
                     "session_id": job.session_id,
                     "playlist": vod_prefix(job.session_id) + "master.m3u8",
@@ -161,6 +175,29 @@ class VodWorker:
                 },
             )
         return True
+
+    async def _already_published(self, job: Job) -> bool:
+        """A job for a session whose recording is gone but whose VOD is published (queued
+        again after the retention time deleted its folder): acked, nothing rendered."""
+        try:
+            published = await self.store.exists(vod_prefix(job.session_id) + "master.m3u8")
+        except (OSError, StorageError) as exc:
+            logger.warning("vod: session %s: cannot check the store: %s", job.session_id, exc)
+            return False
+        if not published:
+            return False
+        await self.queue.ack(job)
+        logger.info(
+            "vod: session %s is already published and its recording deleted: nothing to do",
+            job.session_id,
+        )
+        return True
+
+    async def _sweep(self) -> None:
+        try:
+            await self.retention.sweep_if_due()
+        except (OSError, ConnectionError, RedisError) as exc:
+            logger.warning("vod: sweeping published recordings failed: %s", exc)
 
     async def _failed(self, job: Job, reason: str, *, already_dead: bool = False) -> None:
         if not already_dead:
@@ -185,6 +222,7 @@ class VodWorker:
 
     async def run(self, *, once: bool) -> WorkerStats:
         while not self.stop.is_set():
+            await self._sweep()
             await self._reclaim()
             if self.stop.is_set():
                 break

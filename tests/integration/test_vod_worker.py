@@ -184,6 +184,8 @@ async def test_worker_publishes_and_republishes_identically(
         assert "% done" in err and "100%" in err  # log lines and the bar
         meta = _check_published(data)
         await _queue_empty(data)
+        # kept for SFU_RECORDINGS_RETENTION_H (24 h by default), marked published
+        assert (data / "recordings" / SESSION_ID / "published.json").is_file()
         assert len(received) == 1
         body, signature = received[0]
         assert verify_signature(SECRET, body, signature)
@@ -202,6 +204,28 @@ async def test_worker_publishes_and_republishes_identically(
         assert len(received) == 2 and json.loads(received[1][0])["event"] == "recording_ready"
     finally:
         await runner.cleanup()
+
+
+async def test_retention_zero_deletes_the_published_recording(
+    tmp_path: Path, tracks_dir: Path
+) -> None:
+    """With SFU_RECORDINGS_RETENTION_H=0 the session's folder goes once its VOD is published;
+    the same session queued again afterwards is acknowledged as published, not failed."""
+    data = tmp_path / "data"
+    _make_session(data / "recordings", tracks_dir)
+    env = _env(data, SFU_RECORDINGS_RETENTION_H="0")
+    await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+    code, err = await _run_worker(env, "--once")
+    assert code == 0, err
+    _check_published(data)
+    assert not (data / "recordings" / SESSION_ID).exists()
+    first = _objects(data)
+    await LocalJobQueue(data / "vod-queue").enqueue(SESSION_ID)
+    code, err = await _run_worker(env, "--once")
+    assert code == 0, err
+    assert "already published" in err
+    assert _objects(data) == first
+    await _queue_empty(data)
 
 
 async def _kill_worker_mid_job(env: dict[str, str], consumer: str) -> None:

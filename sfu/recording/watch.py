@@ -110,8 +110,14 @@ class RecordingWatch:
         except ConnectionError as exc:
             logger.error("recording watch: node leases unreadable (%s): no adoption now", exc)
         else:
+            # This node's own sessions that are not live (a room whose finalising failed, say
+            # on a full disk) are taken once stale, although this node holds its lease.
             adopted = await recover_unfinished(
-                self.root, self.queue, stale_after_s=self.orphan_s, live=live, alive_nodes=alive
+                self.root,
+                self.queue,
+                stale_after_s=self.orphan_s,
+                live=live,
+                alive_nodes=alive - {self.node_id},
             )
         adopted += await recover_unqueued(self.root, self.queue, stale_after_s=self.orphan_s)
         if adopted:

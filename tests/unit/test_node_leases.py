@@ -128,6 +128,26 @@ async def test_a_stalled_node_keeps_its_sessions_until_its_lease_expires(
     await queue.close()
 
 
+async def test_a_nodes_own_stale_session_that_is_not_live_is_taken(
+    tmp_path: Path, redis_url: str, key: str, opened: list[RedisNodeLeases]
+) -> None:
+    """A room of this node closed but its session could not be finalised (a full disk): it is
+    no longer live here, so this node's own scan takes it once stale, lease or not."""
+    root = tmp_path / "recordings"
+    _stale_session(root, "SE_unfinished", "node-a")
+    live = _stale_session(root, "SE_live", "node-a")
+    queue = LocalJobQueue(tmp_path / "queue")
+    leases = _leases(opened, redis_url, "node-a", key)
+    await leases.renew()
+    watch = RecordingWatch(
+        root, queue, lambda: [live], node_id="node-a", orphan_s=ORPHAN_S, leases=leases
+    )
+    assert await watch.scan() == ["SE_unfinished"]
+    assert _status(root, "SE_live") == "recording"
+    await watch.close()
+    await queue.close()
+
+
 async def test_unreadable_leases_mean_no_adoption(
     tmp_path: Path, opened: list[RedisNodeLeases]
 ) -> None:

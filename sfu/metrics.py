@@ -76,6 +76,11 @@ RECORDING_TRACKS = Gauge("sfu_recording_tracks", "Track segments being recorded,
 RECORDING_FRAMES_WRITTEN = Counter(
     "sfu_recording_frames_written", "Encoded frames muxed into recordings, by kind", ["kind"]
 )
+RECORDING_WRITE_ERRORS = Counter(
+    "sfu_recording_write_errors",
+    "Recorder batches that could not be written (a full disk, an I/O error); their packets "
+    "are lost to the recording, forwarding goes on",
+)
 RECORDING_PACKETS_DROPPED = Counter(
     "sfu_recording_packets_dropped",
     "RTP packets a recorder dropped because its queue was full (the writer fell behind)",

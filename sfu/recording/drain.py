@@ -13,14 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+import weakref
 from concurrent.futures import Executor
 from typing import Protocol
+
+from sfu import metrics
 
 logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.25
 """How long packets wait in a queue at most: what a killed process can lose on top of the
 cluster in progress."""
+
+FAILURE_LOG_INTERVAL_S = 30.0
+"""A recorder whose batches keep failing (a full disk) is logged once with the traceback, then
+at most once per this many seconds with a count, instead of four times a second."""
 
 
 class Drainable(Protocol):
@@ -36,14 +44,61 @@ class Drainable(Protocol):
         """Event loop: after `process_batch` (metrics, keyframe requests)."""
 
 
-def _process_all(jobs: list[tuple[Drainable, object]]) -> list[int]:
+class FailureLog:
+    """Throttled logging of one recorder's failing batches (worker thread only)."""
+
+    __slots__ = ("_failed_since_log", "_last_log")
+
+    def __init__(self) -> None:
+        self._last_log: float | None = None
+        self._failed_since_log = 0
+
+    def failed(self, recorder: Drainable, exc: Exception) -> None:
+        metrics.RECORDING_WRITE_ERRORS.inc()
+        now = time.monotonic()
+        if self._last_log is None:
+            self._last_log = now
+            logger.error("recorder %r: writing a batch failed", recorder, exc_info=exc)
+            return
+        self._failed_since_log += 1
+        if now - self._last_log >= FAILURE_LOG_INTERVAL_S:
+            logger.error(
+                "recorder %r: %d more batches failed in %.0f s, the last with: %s",
+                recorder,
+                self._failed_since_log,
+                now - self._last_log,
+                exc,
+            )
+            self._last_log, self._failed_since_log = now, 0
+
+    def succeeded(self, recorder: Drainable) -> None:
+        if self._last_log is not None:
+            logger.warning(
+                "recorder %r: writing again (%d batches failed since the last report)",
+                recorder,
+                self._failed_since_log,
+            )
+            self._last_log, self._failed_since_log = None, 0
+
+
+def _process_all(
+    jobs: list[tuple[Drainable, object]], failures: weakref.WeakKeyDictionary[Drainable, FailureLog]
+) -> list[int]:
     written: list[int] = []
     for recorder, batch in jobs:
+        log = failures.get(recorder)
         try:
             written.append(recorder.process_batch(batch))
-        except Exception:
-            logger.exception("recorder %r: writing a batch failed", recorder)
+        except Exception as exc:  # noqa: BLE001 - logged with its traceback by FailureLog; one
+            # recorder's failure must never stop the others' batches
+            if log is None:
+                log = failures[recorder] = FailureLog()
+            log.failed(recorder, exc)
             written.append(0)
+        else:
+            if log is not None:
+                log.succeeded(recorder)
+                del failures[recorder]
     return written
 
 
@@ -56,6 +111,9 @@ class BatchDrain:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._failures: weakref.WeakKeyDictionary[Drainable, FailureLog] = (
+            weakref.WeakKeyDictionary()
+        )  # the worker thread's only
 
     def add(self, recorder: Drainable) -> None:
         if recorder not in self.recorders:
@@ -87,7 +145,9 @@ class BatchDrain:
                 continue
             self._idle.clear()
             try:
-                written = await self.loop.run_in_executor(self.executor, _process_all, jobs)
+                written = await self.loop.run_in_executor(
+                    self.executor, _process_all, jobs, self._failures
+                )
             finally:
                 self._idle.set()
             for (recorder, _), count in zip(jobs, written, strict=True):

@@ -4,12 +4,17 @@ failure never keeps the others from being written; removal waits for an in-fligh
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sfu.recording.drain import FLUSH_INTERVAL_S, BatchDrain
+import pytest
+from prometheus_client import REGISTRY
+
+from sfu.recording.drain import FLUSH_INTERVAL_S, BatchDrain, FailureLog, _process_all
 from sfu.recording.recorder import RECORDER_THREAD, recording_executor
 
 
@@ -111,3 +116,29 @@ def test_the_recorder_thread_is_named_for_operators() -> None:
 
     assert recording_executor().submit(comm).result(timeout=10) == RECORDER_THREAD
     assert comm() != RECORDER_THREAD  # only that thread
+
+
+def test_a_recorder_that_keeps_failing_is_logged_once_then_summed(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails every batch, four times a second: the first failure is logged with its
+    traceback, then a count at most every FAILURE_LOG_INTERVAL_S, and one line when writing
+    works again; every failure is counted in sfu_recording_write_errors_total."""
+    failures: weakref.WeakKeyDictionary[Any, FailureLog] = weakref.WeakKeyDictionary()
+    broken, fine = FakeRecorder("broken", fail=True), FakeRecorder("fine")
+    before = REGISTRY.get_sample_value("sfu_recording_write_errors_total") or 0.0
+    with caplog.at_level(logging.WARNING, logger="sfu.recording.drain"):
+        for i in range(10):
+            assert _process_all([(broken, [i]), (fine, [i])], failures) == [0, 1]
+        assert fine.written == list(range(10))
+        assert len(caplog.records) == 1 and caplog.records[0].exc_info is not None
+        monkeypatch.setattr("sfu.recording.drain.FAILURE_LOG_INTERVAL_S", 0.0)
+        _process_all([(broken, [10])], failures)
+        assert len(caplog.records) == 2
+        assert "10 more batches failed" in caplog.records[1].getMessage()
+        broken.fail = False
+        assert _process_all([(broken, [11])], failures) == [1]
+        assert "writing again" in caplog.records[2].getMessage()
+        assert broken not in failures
+    after = REGISTRY.get_sample_value("sfu_recording_write_errors_total")
+    assert after == before + 11

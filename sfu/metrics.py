@@ -78,8 +78,8 @@ RECORDING_FRAMES_WRITTEN = Counter(
 )
 RECORDING_WRITE_ERRORS = Counter(
     "sfu_recording_write_errors",
-    "Recorder batches that could not be written (a full disk, an I/O error); their packets "
-    "are lost to the recording, forwarding goes on",
+    "Recorder writes that failed (a full disk, an I/O error): the file is closed and the "
+    "track goes on in a new segment once it can; forwarding is not affected",
 )
 RECORDING_PACKETS_DROPPED = Counter(
     "sfu_recording_packets_dropped",

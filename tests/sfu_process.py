@@ -38,6 +38,9 @@ class SfuProcess:
     log_path: Path = field(default_factory=lambda: LOG_DIR / "sfu.log")
     cwd: Path | None = None
     """Working directory of the process (`python -m sfu` imports `sfu` from it first)."""
+    prefix: list[str] = field(default_factory=list)
+    """Run the SFU through this command (which must exec it, keeping the pid), e.g. `unshare`
+    into a mount namespace of its own."""
 
     @property
     def url(self) -> str:
@@ -65,7 +68,7 @@ class SfuProcess:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sfu", "serve"],
+            [*self.prefix, sys.executable, "-m", "sfu", "serve"],
             env=self.env,
             cwd=self.cwd,
             stdout=log,

@@ -10,6 +10,7 @@ recorded packets, never forwarding time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import threading
@@ -94,18 +95,25 @@ class TrackRecorder:
         *,
         request_keyframe: Callable[[], None] | None = None,
         on_first_frame: Callable[[float], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
         queue_limit: int = 2048,
         reorder_window: int = 100,
         executor: Executor | None = None,
         clock: Callable[[], float] = time.time,
         writer: FrameWriter | None = None,
     ) -> None:
-        """`writer`: where frames go (default: a MatroskaWriter on `path`)."""
+        """`writer`: where frames go (default: a MatroskaWriter on `path`). `on_failed` is
+        called once, on the event loop, when writing fails (a full disk): the file is closed
+        as far as it can be and the recorder drops what comes next, so its owner can start a
+        new file (sfu/rooms/recording.py)."""
         self.path = path
         self.codec = codec_name(codec)
         self.kind = "audio" if self.codec == "opus" else "video"
         self.request_keyframe = request_keyframe
         self.on_first_frame = on_first_frame
+        self.on_failed = on_failed
+        self.write_error: OSError | None = None  # set by the worker thread
+        self._failure_reported = False
         self.queue_limit = queue_limit
         self.packets_dropped = 0
         self._dropped_counted = 0
@@ -255,9 +263,13 @@ class TrackRecorder:
         return self._process(items, overflowed)
 
     def batch_done(self, written: int) -> None:
-        """Event loop, after a batch: metrics, first frame, keyframe after loss."""
+        """Event loop, after a batch: metrics, first frame, keyframe after loss, failure."""
         self._frames_metric.inc(written)
         self._report_first_frame()
+        if self.write_error is not None and not self._failure_reported:
+            self._failure_reported = True
+            if self.on_failed is not None:
+                self.on_failed()
         if self._assembler.keyframe_needed:
             self._assembler.keyframe_needed = False
             self._last_ask = asyncio.get_running_loop().time()
@@ -267,20 +279,41 @@ class TrackRecorder:
         """Worker thread: assemble and mux one batch; returns frames written."""
         written = 0
         with self._lock:
+            if self.write_error is not None:
+                return 0  # the file is lost to its error: its owner starts another
             write = self._writer.write
-            for frame in self._assembler.feed(batch):
-                written += write(frame)
+            try:
+                for frame in self._assembler.feed(batch):
+                    written += write(frame)
+            except OSError as exc:
+                self._writer_failed(exc)
+                return written
             if overflowed:
                 self._assembler.reset()
         return written
 
+    def _writer_failed(self, exc: OSError) -> None:
+        """Worker thread: a write failed (ENOSPC, EIO). FFmpeg's output stays in error once a
+        write has failed, even when space comes back, so this file takes nothing more; what
+        it holds so far stays readable."""
+        self.write_error = exc
+        metrics.RECORDING_WRITE_ERRORS.inc()
+        logger.error("recorder %s: writing failed, the file is closed: %s", self.path, exc)
+        with contextlib.suppress(OSError):
+            self._writer.close()
+
     def _finish(self) -> None:
         with self._lock:
+            if self.write_error is not None:
+                return
             try:
                 for frame in self._assembler.flush():
                     self._writer.write(frame)
+            except OSError as exc:
+                self._writer_failed(exc)
             finally:
-                self._writer.close()
+                with contextlib.suppress(OSError):
+                    self._writer.close()
 
     async def _in_thread(self, func: Callable[..., object], *args: object) -> int:
         loop = asyncio.get_running_loop()

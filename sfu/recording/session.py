@@ -264,9 +264,11 @@ class RecordingSession:
         codec: str,
         *,
         request_keyframe: Callable[[], None] | None = None,
+        on_failed: Callable[[], None] | None = None,
     ) -> TrackRecorder:
         """Open a new segment and start its recorder (call from the event loop); the caller
-        appends `recorder.tap` to the fanout's taps."""
+        appends `recorder.tap` to the fanout's taps. If the manifest cannot be saved (OSError)
+        nothing is opened and the manifest is as it was."""
         if track_id in self.recorders:
             raise ValueError(f"track {track_id} is already being recorded")
         segment = sum(
@@ -296,14 +298,19 @@ class RecordingSession:
             codec,
             request_keyframe=request_keyframe,
             on_first_frame=first_frame,
+            on_failed=on_failed,
             clock=self._clock,
             **self._recorder_options,
         )
         self.manifest.tracks.append(entry)
+        try:
+            self._save()
+        except OSError:
+            self.manifest.tracks.remove(entry)
+            raise
         self.recorders[track_id] = recorder
         self._entries[track_id] = entry
         metrics.RECORDING_TRACKS.labels(recorder.kind).inc()
-        self._save()
         recorder.start()
         return recorder
 

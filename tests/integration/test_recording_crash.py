@@ -9,9 +9,11 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import av
 
 from sfu.client.client import SfuClient
@@ -169,3 +171,90 @@ async def test_shared_volume_with_redis_spares_a_node_whose_volume_writes_stall(
 
             adopted_after = await _kill_until_adopted(node_a, session_dir)
             assert adopted_after < orphan_s + orphan_s / 2 + 5.0
+
+
+async def _metric(node: SfuProcess, name: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(node.url + "/metrics") as response:
+        text = await response.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
+
+
+async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
+    tmp_path: Path,
+) -> None:
+    """The recordings folder is a 3 MiB tmpfs in the SFU's own mount namespace, nearly filled
+    by the test. The camera's file fails (ENOSPC) while forwarding goes on; once the test frees
+    the space, the camera is recorded again in a new segment that decodes, and the session is
+    finalised with both segments."""
+    recordings = "/var/lib/sfu-test-recordings"
+    node = make_sfu(47691, 47705, name="sfu-disk-full", SFU_RECORDINGS_DIR=recordings)
+    node.prefix = [
+        "unshare",
+        "-m",
+        "sh",
+        "-c",
+        f'mkdir -p {recordings} && mount -t tmpfs -o size=3m tmpfs {recordings} && exec "$@"',
+        "sh",
+    ]
+    node.start()
+    clients: list[SfuClient] = []
+    try:
+        inside = Path(f"/proc/{node.pid}/root{recordings}")  # the SFU's view of the folder
+        filler = inside / "filler"
+        filler.write_bytes(b"\0" * (2 * 1024 * 1024 + 512 * 1024))
+        room = await create_room(node)
+        session_dir = inside / str(room["recording"]["session_id"])
+        for role in ("mentor", "mentee"):
+            client = await SfuClient.connect(
+                node.ws_url, node.token(str(room["room_id"]), role, role), ice=LOOPBACK
+            )
+            clients.append(client)
+        mentor, mentee = clients
+        await mentor.publish({camera(): "camera"})
+        await _until_async(
+            lambda: _metric(node, "sfu_recording_write_errors_total"), 30, "a failed write"
+        )
+        info = await mentee.wait_frames(lambda i: i.source == "camera", 1, timeout=5)
+        before = info.frames
+        await mentee.wait_frames(lambda i: i.source == "camera", before + 30, timeout=5)
+        filler.unlink()  # the operator frees space
+        manifest_path = session_dir / "manifest.json"
+
+        def cameras() -> list[dict[str, Any]]:
+            tracks = json.loads(manifest_path.read_text())["tracks"]
+            return [t for t in tracks if t["source"] == "camera"]
+
+        # a new segment within ROTATE_MAX_S (16 s) of the space coming back, then 3 s of video
+        await _until(lambda: len(cameras()) >= 2, 25, "a new camera segment")
+        await asyncio.sleep(3.0)
+        async with aiohttp.ClientSession() as http:
+            deleted = await http.delete(
+                f"{node.url}/rooms/{room['room_id']}", headers=node.service_headers()
+            )
+            assert deleted.status == 200, await deleted.text()
+        manifest = json.loads((session_dir / "manifest.json").read_text())
+        assert manifest["status"] == "finalised"
+        segments = sorted(
+            (t for t in manifest["tracks"] if t["source"] == "camera"), key=lambda t: t["segment"]
+        )
+        assert len(segments) >= 2, segments
+        last = segments[-1]
+        with av.open(str(session_dir / last["file"])) as container:
+            frames = sum(1 for _ in container.decode(video=0))
+        assert frames >= 25 * 2, (frames, last)  # seconds of video after the space came back
+        assert last["start_s"] >= segments[0]["start_s"]
+    finally:
+        for c in clients:
+            await c.close()
+        node.stop()
+
+
+async def _until_async(fetch: Callable[[], Awaitable[float]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await fetch():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)

@@ -155,3 +155,42 @@ async def test_a_writer_hiccup_loses_nothing(tmp_path: Path) -> None:
     assert recorded == [hashlib.sha256(u.data).hexdigest() for u in clip.units]
     with av.open(str(path)) as container:
         assert sum(1 for _ in container.decode(video=0)) == len(clip.units)
+
+
+class FullDiskWriter(MatroskaWriter):
+    """A real Matroska writer whose writes fail with ENOSPC from the `fail_at`-th frame on."""
+
+    def __init__(self, path: Path, codec: str, fail_at: int) -> None:
+        super().__init__(path, codec)
+        self.fail_at = fail_at
+        self.calls = 0
+
+    def write(self, frame: Frame) -> bool:
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise OSError(28, "No space left on device")
+        return super().write(frame)
+
+
+async def test_a_failed_write_closes_the_file_and_tells_the_owner_once(tmp_path: Path) -> None:
+    """The file keeps what was written before the failure (it decodes); the owner is told once,
+    on the event loop; later packets are dropped without another attempt or error."""
+    path = tmp_path / "a.mkv"
+    writer = FullDiskWriter(path, "opus", fail_at=60)
+    told: list[OSError | None] = []
+    recorder = TrackRecorder(
+        path, "opus", writer=writer, on_failed=lambda: told.append(recorder.write_error)
+    )
+    recorder.start()
+    packets = opus_packets(300)
+    for i, packet in enumerate(packets):
+        recorder.tap(packet, OPUS)
+        if i % 50 == 49:
+            await asyncio.sleep(0.3)  # past a drain interval: the batch is written
+    await asyncio.wait_for(recorder.close(), 10)
+    assert len(told) == 1 and isinstance(told[0], OSError) and told[0].errno == 28
+    assert writer.calls == 60  # no write after the failure
+    assert writer.closed and recorder.frames_written == 59
+    with av.open(str(path)) as container:
+        decoded = sum(1 for _ in container.decode(audio=0))
+    assert decoded >= 50  # what came before the failure is there (the last cluster may not be)

@@ -190,7 +190,7 @@ async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
     by the test. The camera's file fails (ENOSPC) while forwarding goes on; once the test frees
     the space, the camera is recorded again in a new segment that decodes, and the session is
     finalised with both segments."""
-    recordings = "/var/lib/sfu-test-recordings"
+    recordings = str(tmp_path / "recordings")  # a tmpfs is mounted on it for the SFU alone
     node = make_sfu(47691, 47705, name="sfu-disk-full", SFU_RECORDINGS_DIR=recordings)
     node.prefix = [
         "unshare",

@@ -13,6 +13,7 @@ once. No RGB on the way, so the encoders take the canvas frame as it is.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -229,11 +230,14 @@ def programme(
     n_frames = max(1, round(duration * fps))
     n_samples = round(duration * AUDIO_RATE)
     timeline = build_timeline(manifest)
-    video = {
-        t.track_id: VideoTrackReader(session_dir / t.file, t)
-        for t in manifest.tracks
-        if t.kind == "video"
-    }
+    # by track id, one reader per segment: a track whose file failed goes on in another
+    # segment (another file) under the same id, and the segments do not overlap in time
+    video: dict[str, list[VideoTrackReader]] = {}
+    for track in manifest.tracks:
+        if track.kind == "video":
+            video.setdefault(track.track_id, []).append(
+                VideoTrackReader(session_dir / track.file, track)
+            )
     audio = [
         AudioTrackReader(session_dir / t.file, t)
         for t in manifest.tracks
@@ -246,8 +250,11 @@ def programme(
             t = index / fps
             frame, canvas = new_canvas(width, height)
             for slot in slots(layout_at(timeline, t), width, height):
-                reader = video.get(slot.track_id) if slot.track_id else None
-                placed = reader.picture(t, slot.rect) if reader else None
+                placed = None
+                for reader in video.get(slot.track_id, ()) if slot.track_id else ():
+                    placed = reader.picture(t, slot.rect)  # None outside its segment
+                    if placed is not None:
+                        break
                 if placed is None:
                     r, inset = slot.rect, PLACEHOLDER_INSET
                     inner = Rect(r.x + inset, r.y + inset, r.w - 2 * inset, r.h - 2 * inset)
@@ -274,7 +281,7 @@ def programme(
                 yield AudioEvent(offset, mix)
                 offset += n
     finally:
-        for v in video.values():
+        for v in itertools.chain.from_iterable(video.values()):
             v.close()
         for a in audio:
             a.close()

@@ -247,6 +247,18 @@ async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
             frames = sum(1 for _ in container.decode(video=0))
         assert frames >= 25 * 2, (frames, last)  # seconds of video after the space came back
         assert last["start_s"] >= segments[0]["start_s"]
+        # the VOD worker renders both segments (the first one cut short by the full disk)
+        code, logs = await _run_worker({**node.env, "SFU_RECORDINGS_DIR": str(inside)}, "--once")
+        assert code == 0, logs[-3000:]
+        vod = Path(node.env["SFU_DATA_DIR"]) / "objects" / "vod" / "sessions" / session_dir.name
+        middle = {(t["start_s"] + t["end_s"]) / 2: -1.0 for t in (segments[0], last)}
+        with av.open(str(vod / "360p" / "index.m3u8")) as container:
+            for frame in container.decode(video=0):
+                for t, std in middle.items():
+                    if std < 0 and frame.time is not None and frame.time >= t:
+                        # side by side: the mentor's 4:3 camera fills 320x240 at (0, 60)
+                        middle[t] = float(frame.to_ndarray(format="gray")[80:280, 20:300].std())
+        assert all(std > 3.0 for std in middle.values()), middle  # video, not a placeholder
     finally:
         for c in clients:
             await c.close()

@@ -22,7 +22,13 @@ from sfu.vod import (
     render_session,
 )
 from sfu.vod.canvas import BLACK, Planes, planes_of, yuv_of_rgb
-from sfu.vod.compose import PLACEHOLDER, VideoEvent, VideoTrackReader, programme
+from sfu.vod.compose import (
+    PLACEHOLDER,
+    PLACEHOLDER_RGB,
+    VideoEvent,
+    VideoTrackReader,
+    programme,
+)
 from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
 from sfu.vod.manifest import load_manifest
 from sfu.vod.pipeline import EncoderStopped
@@ -491,3 +497,27 @@ def test_a_camera_that_changes_resolution_keeps_its_picture(tmp_path: Path, code
     assert _near(after, 100, 200, MENTOR_RGB) and _near(after, 100, 530, MENTOR_RGB)
     assert (after.y[:180, :640] == BLACK.y).all() and (after.y[540:, :640] == BLACK.y).all()
     assert _near(after, 740, 170, MENTEE_RGB)  # the other camera is unaffected
+
+
+def test_a_track_that_went_on_in_a_new_segment_shows_both(tmp_path: Path) -> None:
+    """A track whose file failed (a full disk) goes on in a new segment, a new file under the
+    same track id: the programme shows the first file, then the placeholder while neither is
+    there, then the second file."""
+    (tmp_path / "tracks").mkdir()
+    write_vp8_track(tmp_path / "tracks/cam-a-0.mkv", MENTOR_RGB, 1.5)
+    write_vp8_track(tmp_path / "tracks/cam-a-1.mkv", MENTOR_RGB, 1.5)
+    write_vp8_track(tmp_path / "tracks/cam-b.mkv", MENTEE_RGB, 4.0)
+    first = _track("cam-a", "p-mentor", "video", "camera", 0.0, 1.5)
+    tracks = [
+        first | {"file": "tracks/cam-a-0.mkv"},
+        first | {"file": "tracks/cam-a-1.mkv", "start_s": 2.5, "end_s": 4.0, "segment": 1},
+        _track("cam-b", "p-mentee", "video", "camera", 0.0, 4.0),
+    ]
+    (tmp_path / "manifest.json").write_text(json.dumps(_manifest(tracks, duration=4.0)))
+    got = {}
+    for event in programme(load_manifest(tmp_path), tmp_path, 1280, 720, 25):
+        if isinstance(event, VideoEvent) and event.index in (20, 50, 80):
+            got[event.index] = planes_of(event.frame)
+    assert _near(got[20], 100, 170, MENTOR_RGB)  # 0.8 s: the first segment
+    assert _near(got[50], 100, 170, PLACEHOLDER_RGB)  # 2.0 s: between the two
+    assert _near(got[80], 100, 170, MENTOR_RGB)  # 3.2 s: the second segment

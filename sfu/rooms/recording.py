@@ -172,8 +172,14 @@ class RoomRecording:
         try:
             await self.session.finalise()
         except OSError as exc:
-            self.status = "failed"
-            self.log.error("recording %s could not be finalised: %s", self.session_id, exc)
+            # Still "recording" on disk and no longer live here: the recordings scan
+            # (RecordingWatch) finalises and queues it once it is stale and the disk allows.
+            self.status = "finalising"
+            self.log.error(
+                "recording %s could not be finalised (the recordings scan will): %s",
+                self.session_id,
+                exc,
+            )
             return
         if self._on_finalised is None:
             self.status = "finalising"  # on disk, finalised; queued by start-up recovery

@@ -183,15 +183,11 @@ async def _metric(node: SfuProcess, name: str) -> float:
     )
 
 
-async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
-    tmp_path: Path,
-) -> None:
-    """The recordings folder is a 3 MiB tmpfs in the SFU's own mount namespace, nearly filled
-    by the test. The camera's file fails (ENOSPC) while forwarding goes on; once the test frees
-    the space, the camera is recorded again in a new segment that decodes, and the session is
-    finalised with both segments."""
-    recordings = str(tmp_path / "recordings")  # a tmpfs is mounted on it for the SFU alone
-    node = make_sfu(47691, 47705, name="sfu-disk-full", SFU_RECORDINGS_DIR=recordings)
+def _on_a_small_disk(tmp_path: Path, rtc_min: int, name: str, **env: str) -> SfuProcess:
+    """A started SFU whose recordings folder is a 3 MiB tmpfs in its own mount namespace; the
+    test sees that folder as /proc/PID/root<SFU_RECORDINGS_DIR>."""
+    recordings = str(tmp_path / "recordings")  # the tmpfs is mounted on it for the SFU alone
+    node = make_sfu(rtc_min, rtc_min + 14, name=name, SFU_RECORDINGS_DIR=recordings, **env)
     node.prefix = [
         "unshare",
         "-m",
@@ -201,9 +197,20 @@ async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
         "sh",
     ]
     node.start()
+    return node
+
+
+async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
+    tmp_path: Path,
+) -> None:
+    """The recordings folder is a 3 MiB tmpfs in the SFU's own mount namespace, nearly filled
+    by the test. The camera's file fails (ENOSPC) while forwarding goes on; once the test frees
+    the space, the camera is recorded again in a new segment that decodes, and the session is
+    finalised with both segments."""
+    node = _on_a_small_disk(tmp_path, 47691, "sfu-disk-full")
     clients: list[SfuClient] = []
     try:
-        inside = Path(f"/proc/{node.pid}/root{recordings}")  # the SFU's view of the folder
+        inside = Path(f"/proc/{node.pid}/root{node.env['SFU_RECORDINGS_DIR']}")
         filler = inside / "filler"
         filler.write_bytes(b"\0" * (2 * 1024 * 1024 + 512 * 1024))
         room = await create_room(node)
@@ -270,3 +277,43 @@ async def _until_async(fetch: Callable[[], Awaitable[float]], timeout: float, wh
     while not await fetch():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.2)
+
+
+async def test_a_room_closed_on_a_full_disk_is_queued_once_space_is_back(tmp_path: Path) -> None:
+    """The room closes while the recordings disk is full: the session cannot be finalised, the
+    DELETE answers `finalising` (not `failed`), and once space is freed the node's recordings
+    scan finalises and queues the session by itself."""
+    node = _on_a_small_disk(tmp_path, 47706, "sfu-full-close", SFU_RECORDING_ORPHAN_S="3")
+    client: SfuClient | None = None
+    try:
+        inside = Path(f"/proc/{node.pid}/root{node.env['SFU_RECORDINGS_DIR']}")
+        room = await create_room(node)
+        session_dir = inside / str(room["recording"]["session_id"])
+        client = await SfuClient.connect(
+            node.ws_url, node.token(str(room["room_id"]), "mentor", "mentor"), ice=LOOPBACK
+        )
+        await client.publish({camera(): "camera", microphone(): "microphone"})
+        filler = inside / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as out:  # every byte left
+            for _ in range(4 * 1024):
+                out.write(b"\0" * 1024)
+        await _until_async(
+            lambda: _metric(node, "sfu_recording_write_errors_total"), 30, "a failed write"
+        )
+        async with aiohttp.ClientSession() as http:
+            deleted = await http.delete(
+                f"{node.url}/rooms/{room['room_id']}", headers=node.service_headers()
+            )
+            body = await deleted.json()
+        assert body["recording"]["status"] == "finalising", body
+        assert _status(session_dir / "manifest.json") == "recording"
+        filler.unlink()
+        await _until(lambda: (session_dir / "queued.json").exists(), 20, "the session queued")
+        manifest = json.loads((session_dir / "manifest.json").read_text())
+        assert manifest["status"] == "finalised"
+        assert {t["source"] for t in manifest["tracks"]} == {"camera", "microphone"}
+        assert all(t["end_s"] is not None for t in manifest["tracks"])
+    finally:
+        if client is not None:
+            await client.close()
+        node.stop()

@@ -188,21 +188,26 @@ def find_unqueued(
     return found
 
 
-def mark_queued(session_dir: Path) -> None:
-    """Record durably that the session's job is in the queue (temp file, fsync, rename)."""
-    marker = session_dir / QUEUED_MARKER
-    tmp = session_dir / f".{QUEUED_MARKER}.{os.getpid()}.tmp"
-    data = {"session_id": session_dir.name, "queued_at": rfc3339(time.time())}
+def write_marker(session_dir: Path, name: str, stamp: str, now: float) -> None:
+    """Record a step of the session durably: `<session_dir>/<name>` holding the session id and
+    `stamp` (its time), written to a temp file, fsync'd, renamed, and the folder fsync'd."""
+    tmp = session_dir / f".{name}.{os.getpid()}.tmp"
+    data = {"session_id": session_dir.name, stamp: rfc3339(now)}
     with open(tmp, "w", encoding="utf-8") as out:
         json.dump(data, out)
         out.flush()
         os.fsync(out.fileno())
-    os.replace(tmp, marker)
+    os.replace(tmp, session_dir / name)
     fd = os.open(session_dir, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def mark_queued(session_dir: Path) -> None:
+    """Record durably that the session's job is in the queue (`queued.json`)."""
+    write_marker(session_dir, QUEUED_MARKER, "queued_at", time.time())
 
 
 class RecordingSession:

@@ -16,16 +16,14 @@ The marker's age is its mtime against this host's clock, as for the recordings' 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from sfu.recording.jobs import JobQueue
-from sfu.recording.session import QUEUED_MARKER, rfc3339
+from sfu.recording.session import QUEUED_MARKER, write_marker
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +32,8 @@ SWEEP_INTERVAL_S = 300.0
 
 
 def mark_published(session_dir: Path, now: float) -> None:
-    """Write `published.json` (temp file, rename): the session's VOD is published."""
-    tmp = session_dir / f".{PUBLISHED_MARKER}.{os.getpid()}.tmp"
-    tmp.write_text(
-        json.dumps({"session_id": session_dir.name, "published_at": rfc3339(now)}),
-        encoding="utf-8",
-    )
-    os.replace(tmp, session_dir / PUBLISHED_MARKER)
+    """Record durably that the session's VOD is published (`published.json`)."""
+    write_marker(session_dir, PUBLISHED_MARKER, "published_at", now)
 
 
 class RecordingsRetention:

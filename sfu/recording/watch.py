@@ -78,13 +78,12 @@ class RecordingWatch:
         queued = await recover_unqueued(self.root, self.queue)
         return recovered, queued
 
-    async def _renew(self) -> bool:
+    async def _renew(self) -> None:
+        """Renew this node's lease; a failure is logged (the lease expires by itself)."""
         try:
             await self.leases.renew()
         except ConnectionError as exc:
             logger.error("recording: %s", exc)
-            return False
-        return True
 
     async def beat(self) -> None:
         """Touch the heartbeat of every live session (in a thread: the volume may be NFS)."""

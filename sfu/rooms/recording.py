@@ -145,9 +145,6 @@ class RoomRecording:
         participant_id = self._publishers.get(track.track_id)
         if participant_id is None or self.status != "recording":
             return
-        if track.track_id in self._taps:  # the failed segment is still being closed
-            self._retry_later(track)
-            return
         if not self._start(participant_id, track):
             self._retry_later(track)
 

@@ -27,8 +27,9 @@ FLUSH_INTERVAL_S = 0.25
 cluster in progress."""
 
 FAILURE_LOG_INTERVAL_S = 30.0
-"""A recorder whose batches keep failing (a full disk) is logged once with the traceback, then
-at most once per this many seconds with a count, instead of four times a second."""
+"""A recorder whose batches keep raising is logged once with the traceback, then at most once
+per this many seconds with a count, instead of four times a second. (A failed write, such as
+a full disk, does not get here: TrackRecorder closes its file and its owner starts another.)"""
 
 
 class Drainable(Protocol):
@@ -45,7 +46,7 @@ class Drainable(Protocol):
 
 
 class FailureLog:
-    """Throttled logging of one recorder's failing batches (worker thread only)."""
+    """Throttled logging of one recorder's batches that keep raising (worker thread only)."""
 
     __slots__ = ("_failed_since_log", "_last_log")
 

@@ -18,7 +18,7 @@ import av
 
 from sfu.client.client import SfuClient
 from sfu.recording.session import last_sign_of_life
-from tests.integration.conftest import LOOPBACK, camera, create_room, microphone
+from tests.integration.conftest import LOOPBACK, camera, create_room, metric, microphone
 from tests.integration.test_vod_worker import _run_worker
 from tests.sfu_process import SfuProcess, make_sfu, redis_server
 
@@ -173,16 +173,6 @@ async def test_shared_volume_with_redis_spares_a_node_whose_volume_writes_stall(
             assert adopted_after < orphan_s + orphan_s / 2 + 5.0
 
 
-async def _metric(node: SfuProcess, name: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(node.url + "/metrics") as response:
-        text = await response.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
 def _on_a_small_disk(tmp_path: Path, rtc_min: int, name: str, **env: str) -> SfuProcess:
     """A started SFU whose recordings folder is a 3 MiB tmpfs in its own mount namespace; the
     test sees that folder as /proc/PID/root<SFU_RECORDINGS_DIR>."""
@@ -223,7 +213,7 @@ async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
         mentor, mentee = clients
         await mentor.publish({camera(): "camera"})
         await _until_async(
-            lambda: _metric(node, "sfu_recording_write_errors_total"), 30, "a failed write"
+            lambda: metric(node, "sfu_recording_write_errors_total"), 30, "a failed write"
         )
         info = await mentee.wait_frames(lambda i: i.source == "camera", 1, timeout=5)
         before = info.frames
@@ -298,7 +288,7 @@ async def test_a_room_closed_on_a_full_disk_is_queued_once_space_is_back(tmp_pat
             for _ in range(4 * 1024):
                 out.write(b"\0" * 1024)
         await _until_async(
-            lambda: _metric(node, "sfu_recording_write_errors_total"), 30, "a failed write"
+            lambda: metric(node, "sfu_recording_write_errors_total"), 30, "a failed write"
         )
         async with aiohttp.ClientSession() as http:
             deleted = await http.delete(

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,11 +14,10 @@ import pytest
 
 from sfu.recording.handoff import LocalJobQueue
 from sfu.recording.leases import NoNodeLeases, RedisNodeLeases, node_leases
-from sfu.recording.session import HEARTBEAT, MANIFEST, RecordingSession
+from sfu.recording.session import MANIFEST, RecordingSession
 from sfu.recording.watch import RecordingWatch
 from tests.sfu_process import free_tcp_port, redis_server
-
-ORPHAN_S = 60.0
+from tests.unit.test_recording_watch import ORPHAN_S, _session
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +50,7 @@ def _leases(
 def _stale_session(root: Path, session_id: str, node_id: str) -> RecordingSession:
     """A session in "recording" whose heartbeat has been silent for longer than the orphan
     time, as one on a volume its node cannot write to."""
-    session = RecordingSession(root, session_id, "room-1", node_id=node_id)
-    then = time.time() - ORPHAN_S - 5
-    for path in (session.dir / HEARTBEAT, session.dir / MANIFEST):
-        os.utime(path, (then, then))
-    return session
+    return _session(root, session_id, node_id, age_s=ORPHAN_S + 5)
 
 
 def _status(root: Path, session_id: str) -> str:

@@ -283,6 +283,13 @@ async def test_a_room_closed_on_a_full_disk_is_queued_once_space_is_back(tmp_pat
             node.ws_url, node.token(str(room["room_id"]), "mentor", "mentor"), ice=LOOPBACK
         )
         await client.publish({camera(): "camera", microphone(): "microphone"})
+        # both tracks are being recorded before the disk fills (a track that starts on a full
+        # disk cannot be opened, and is retried, not recorded)
+        await _until(
+            lambda: len(json.loads((session_dir / "manifest.json").read_text())["tracks"]) == 2,
+            15,
+            "both tracks recorded",
+        )
         filler = inside / "filler"
         with contextlib.suppress(OSError), filler.open("wb") as out:  # every byte left
             for _ in range(4 * 1024):

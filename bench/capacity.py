@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as `python bench/capacity.py`
 import numpy as np
 
 from bench.forwarding import machine, pin
-from tests.sfu_process import TEST_SECRET, SfuProcess, make_sfu
+from sfu.testing.process import TEST_SECRET, SfuProcess, make_sfu
 
 REPO = Path(__file__).resolve().parent.parent
 MIN_FPS = 28.0

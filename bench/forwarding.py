@@ -44,10 +44,10 @@ from aiortc import MediaStreamTrack
 
 from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
-from sfu.client.media import PacedPacketTrack
+from sfu.client.clips import PacedPacketTrack
 from sfu.client.remote import RemoteTrackInfo
 from sfu.ice.connection import IceConfig
-from tests.sfu_process import free_tcp_port, make_sfu
+from sfu.testing.process import free_tcp_port, make_sfu
 
 LOOPBACK = IceConfig(addresses=("127.0.0.1",))
 REPO = Path(__file__).resolve().parent.parent

@@ -33,12 +33,12 @@ import psutil  # type: ignore[import-untyped,unused-ignore]
 
 from bench.forwarding import LOOPBACK, camera, microphone, pin
 from sfu.client.client import SfuClient
-from sfu.client.media import Clip
+from sfu.client.clips import Clip
 from sfu.recording.assembler import FrameAssembler
 from sfu.recording.drain import FLUSH_INTERVAL_S
 from sfu.recording.writer import MatroskaWriter
-from tests.media_fixtures import packetize
-from tests.sfu_process import make_sfu
+from sfu.testing.process import make_sfu
+from tests.support.media_files import packetize
 
 
 async def one_run(record: bool, window: float, warmup: float, index: int) -> dict[str, Any]:

@@ -10,9 +10,9 @@ import sys
 from collections.abc import Sequence
 
 from sfu.api.tokens import ROLES, mint_participant_token, mint_service_token
+from sfu.config.settings import DEV_JWT_SECRET, SettingsError, load_settings
 from sfu.loadtest.options import add_arguments as add_loadtest_arguments
 from sfu.logs import configure_logging
-from sfu.settings import DEV_JWT_SECRET, SettingsError, load_settings
 
 logger = logging.getLogger("sfu")
 

@@ -14,9 +14,9 @@ import signal
 
 from aiohttp import web
 
-from sfu.api.keys import MANAGER
-from sfu.app import create_app
-from sfu.settings import Settings
+from sfu.app.factory import create_app
+from sfu.app.keys import MANAGER
+from sfu.config.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.sfu_process import SfuProcess, make_sfu
+from sfu.testing.process import SfuProcess, make_sfu
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sfu.errors import InvalidMessage, MessageTooLarge, UnknownType
+from sfu.core.errors import InvalidMessage, MessageTooLarge, UnknownType
 
 MAX_MESSAGE_BYTES = 64 * 1024
 SOURCES = ("camera", "microphone", "screen")

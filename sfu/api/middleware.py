@@ -12,10 +12,10 @@ from aiohttp.typedefs import Middleware
 
 from sfu import metrics
 from sfu.api.clientip import client_ip, parse_networks
-from sfu.api.edge import http_status
-from sfu.api.keys import LIMITER, SETTINGS
+from sfu.api.error_mapping import http_status
 from sfu.api.limits import KeyedLimiter
-from sfu.errors import RateLimited, SfuError
+from sfu.app.keys import LIMITER, SETTINGS
+from sfu.core.errors import RateLimited, SfuError
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("sfu.audit")

@@ -11,10 +11,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu import metrics
-from sfu.api.keys import MANAGER, READY_CHECKS, SETTINGS
 from sfu.api.middleware import ACTOR, error_response
 from sfu.api.tokens import ROOM_ID_RE, verify_service_token
-from sfu.errors import InvalidRequest, SfuError, Unauthorized
+from sfu.app.keys import MANAGER, READY_CHECKS, SETTINGS
+from sfu.core.errors import InvalidRequest, SfuError, Unauthorized
 from sfu.rooms.models import RoomOptions
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,7 @@ import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import metrics
-from sfu.api.edge import ws_close_code
-from sfu.api.keys import LIMITER, MANAGER, SETTINGS, SOCKETS, WS_PER_IP
+from sfu.api.error_mapping import ws_close_code
 from sfu.api.limits import TokenBucket
 from sfu.api.messages import (
     MAX_MESSAGE_BYTES,
@@ -27,7 +26,8 @@ from sfu.api.messages import (
 )
 from sfu.api.middleware import audit_line, request_ip
 from sfu.api.tokens import verify_participant_token
-from sfu.errors import InvalidMessage, MessageTooLarge, RateLimited, SfuError
+from sfu.app.keys import LIMITER, MANAGER, SETTINGS, SOCKETS, WS_PER_IP
+from sfu.core.errors import InvalidMessage, MessageTooLarge, RateLimited, SfuError
 from sfu.rooms.participant import Participant
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import jwt
 
-from sfu.errors import Forbidden, Unauthorized
+from sfu.core.errors import Forbidden, Unauthorized
 
 Role = Literal["mentor", "mentee", "observer"]
 ROLES: tuple[Role, ...] = ("mentor", "mentee", "observer")

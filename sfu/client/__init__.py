@@ -1,2 +1,2 @@
 """Headless aiortc client that speaks the signalling contract: `sfu.client.client.SfuClient`,
-with pre-encoded, paced media from `sfu.client.media`."""
+with pre-encoded, paced media from `sfu.client.clips`."""

@@ -2,7 +2,7 @@
 
 One WebSocket and two peer connections: the publisher (the client offers, the SFU answers) and
 the subscriber (the SFU offers, the client answers). Media sent is pre-encoded
-(:class:`sfu.client.media.PacedPacketTrack`), so the client never encodes at run time.
+(:class:`sfu.client.clips.PacedPacketTrack`), so the client never encodes at run time.
 
 ``publish_mode="stock"`` (the default) hands the track's packets to aiortc's stock sender;
 ``"direct"`` makes the publisher a forwarding peer connection whose senders are the SFU's
@@ -27,9 +27,9 @@ from aiortc import (
     RTCSessionDescription,
 )
 
+from sfu.client.clips import PacedPacketTrack, codec_preferences, route_keyframe_requests
 from sfu.client.direct_publish import DirectPacer, prepare_clip
 from sfu.client.loss import DropPredicate, OutgoingVideoDropper
-from sfu.client.media import PacedPacketTrack, codec_preferences, route_keyframe_requests
 from sfu.client.model import (
     ClientStats,
     JoinRefused,

@@ -12,7 +12,7 @@ packetized clip (shared by every pacer of that clip) plus the sender's bounded h
 
 Sequence numbers and RTP timestamps only ever increase, across clip loops and keyframe jumps:
 the timestamp of a frame is the pacing clock's (one frame duration per frame, as
-:class:`~sfu.client.media.PacedPacketTrack` does). VP8 payloads carry the 15-bit picture id of
+:class:`~sfu.client.clips.PacedPacketTrack` does). VP8 payloads carry the 15-bit picture id of
 aiortc's payload descriptor; it is patched per frame so that it keeps increasing across loops.
 """
 
@@ -30,7 +30,7 @@ from aiortc.codecs import get_encoder, is_rtx
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from sfu.client.media import MAX_PACING_LAG_S, Clip, Codec
+from sfu.client.clips import MAX_PACING_LAG_S, Clip, Codec
 from sfu.media.clock import NTP_EPOCH_OFFSET_S, abs_send_time_now
 from sfu.media.forwarding_sender import ForwardingSender
 
@@ -70,7 +70,7 @@ class PreparedClip:
 
 _PREPARED: dict[int, tuple[Clip, PreparedClip]] = {}
 """id(clip) → (clip, packetized): the clip is held so that its id cannot be reused. Bounded by
-the clips loaded (which :func:`sfu.client.media.load_clip` keeps anyway)."""
+the clips loaded (which :func:`sfu.client.clips.load_clip` keeps anyway)."""
 
 
 def _check_vp8_descriptor(payload: bytes) -> None:

@@ -14,7 +14,7 @@ import logging
 import socket
 from collections.abc import Container, Iterator
 
-from sfu.errors import NoCapacity
+from sfu.core.errors import NoCapacity
 from sfu.metrics import MEDIA_PORTS_FREE, MEDIA_PORTS_IN_USE
 
 logger = logging.getLogger(__name__)

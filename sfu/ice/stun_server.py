@@ -41,9 +41,9 @@ from typing import Any, cast
 from aiohttp import web
 from aioice import stun
 
-from sfu.ice.rate import RateConfig, SourceRateLimiter
+from sfu.config.settings import Settings
+from sfu.ice.source_limiter import RateConfig, SourceRateLimiter
 from sfu.metrics import STUN_REQUESTS
-from sfu.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ class StunServer:
 async def stun_ctx(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup_ctx: the STUN responder on `stun_bind`:`stun_port` while the app runs
     (nothing when `stun_enabled` is false). A port that cannot be bound stops start-up."""
-    from sfu.api.keys import SETTINGS  # here: sfu.api imports sfu.ice, not the other way
+    from sfu.app.keys import SETTINGS  # here: sfu.api imports sfu.ice, not the other way
 
     settings = app[SETTINGS]
     if not settings.stun_enabled:

@@ -22,7 +22,7 @@ from aiortc import MediaStreamTrack
 
 from sfu.api.tokens import Role, mint_participant_token, mint_service_token
 from sfu.client.client import SfuClient
-from sfu.client.media import Clip, PacedPacketTrack, get_clip, load_clip
+from sfu.client.clips import Clip, PacedPacketTrack, get_clip, load_clip
 from sfu.client.model import JoinRefused, SfuConnectionClosed, SfuErrorReply
 from sfu.ice.connection import IceConfig
 from sfu.loadtest.options import LoadtestOptions, RoomTokens

@@ -13,7 +13,7 @@ from aiortc import RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
-from sfu.errors import InvalidMessage, InvalidSdp, OutOfOrder
+from sfu.core.errors import InvalidMessage, InvalidSdp, OutOfOrder
 from sfu.ice.connection import IceConfig
 from sfu.media.connection_watch import ConnectionWatch
 from sfu.media.fanout import TrackFanout

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiortc import sdp as aiortc_sdp
 
-from sfu.errors import InvalidSdp
+from sfu.core.errors import InvalidSdp
 
 MAX_SDP_BYTES = 32 * 1024
 MAX_MEDIA_SECTIONS = 16

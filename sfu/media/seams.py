@@ -36,7 +36,6 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from sfu.ice.connection import IceConfig, SfuConnection, make_connection_factory
-from sfu.media.fast_receive import RtpFastPath
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.internals import (
     DTLS_PRIVATE,
@@ -47,6 +46,7 @@ from sfu.media.internals import (
     internal,
     set_internal,
 )
+from sfu.media.rtp_fast_path import RtpFastPath
 from sfu.media.tap_receiver import RtpSink, TapReceiver
 
 __all__ = [

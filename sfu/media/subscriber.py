@@ -27,7 +27,7 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
-from sfu.errors import InvalidSdp, OutOfOrder
+from sfu.core.errors import InvalidSdp, OutOfOrder
 from sfu.ice.connection import IceConfig
 from sfu.media.connection_watch import ConnectionWatch
 from sfu.media.fanout import TrackFanout, codec_key

@@ -15,7 +15,7 @@ import logging
 import time
 from typing import Any
 
-from sfu.recording.jobs import DEFAULT_MAX_ATTEMPTS, DeadJob, Job, JobState, safe_name
+from sfu.recording.job_queue import DEFAULT_MAX_ATTEMPTS, DeadJob, Job, JobState, safe_name
 from sfu.recording.session import rfc3339
 
 logger = logging.getLogger(__name__)

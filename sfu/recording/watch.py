@@ -24,8 +24,8 @@ import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from sfu.recording.handoff import JobQueue, recover_unfinished, recover_unqueued
 from sfu.recording.leases import NodeLeases, NoNodeLeases
+from sfu.recording.local_queue import JobQueue, recover_unfinished, recover_unqueued
 from sfu.recording.session import RecordingSession
 
 logger = logging.getLogger(__name__)

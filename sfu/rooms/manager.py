@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sfu import metrics
-from sfu.errors import (
+from sfu.core.errors import (
     Draining,
     NoCapacity,
     ParticipantNotFound,
@@ -17,9 +17,9 @@ from sfu.errors import (
     SfuError,
 )
 from sfu.ice.connection import IceConfig
-from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions
+from sfu.rooms.port_budget import PortBudget
 from sfu.rooms.recording import OnFinalised
 from sfu.rooms.room import Room
 

@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sfu.errors import SfuError
+from sfu.core.errors import SfuError
 
 
 def rfc3339(ts: float) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from sfu import metrics
 from sfu.api.tokens import ParticipantGrant
 from sfu.background import spawn
-from sfu.errors import Forbidden, SfuError
+from sfu.core.errors import Forbidden, SfuError
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack, PublisherSession
 from sfu.media.subscriber import SubscriberSession, TrackLabel

@@ -13,13 +13,13 @@ from typing import Any
 from sfu import metrics
 from sfu.api.tokens import ParticipantGrant
 from sfu.background import spawn
-from sfu.errors import Replaced, RoomFull, RoomNotFound, SfuError, TrackNotFound
+from sfu.core.errors import Replaced, RoomFull, RoomNotFound, SfuError, TrackNotFound
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack
-from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions, Signal, rfc3339
 from sfu.rooms.participant import Participant
+from sfu.rooms.port_budget import PortBudget
 from sfu.rooms.recording import OnFinalised, RoomRecording
 
 logger = logging.getLogger(__name__)

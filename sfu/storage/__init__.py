@@ -30,7 +30,7 @@ from sfu.storage.base import (
 from sfu.storage.local import LocalStore
 
 if TYPE_CHECKING:
-    from sfu.settings import Settings
+    from sfu.config.settings import Settings
 
 __all__ = [
     "MAX_KEY_BYTES",

@@ -1,7 +1,7 @@
 """VOD worker, local part: a recorded session directory to an HLS programme with metadata.
 
-Names are imported on first use (PEP 562): `sfu.settings` validates `SFU_VOD_LADDER` with
-`sfu.vod.ladder`, which is pure, and must not pull PyAV and numpy into every settings load."""
+Names are imported on first use (PEP 562): `sfu.config.settings` validates `SFU_VOD_LADDER` with
+`sfu.config.ladder`, which is pure, and must not pull PyAV and numpy into every settings load."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sfu.config.ladder import DEFAULT_LADDER as DEFAULT_LADDER
+    from sfu.config.ladder import Rendition as Rendition
+    from sfu.config.ladder import parse_ladder as parse_ladder
     from sfu.vod.hls import RenditionInfo as RenditionInfo
-    from sfu.vod.ladder import DEFAULT_LADDER as DEFAULT_LADDER
-    from sfu.vod.ladder import Rendition as Rendition
-    from sfu.vod.ladder import parse_ladder as parse_ladder
     from sfu.vod.layout import Interval as Interval
     from sfu.vod.layout import Layout as Layout
     from sfu.vod.layout import LayoutKind as LayoutKind
@@ -25,20 +25,20 @@ if TYPE_CHECKING:
     from sfu.vod.render import render_session as render_session
 
 _WHERE = {
-    "RenditionInfo": "hls",
-    "DEFAULT_LADDER": "ladder",
-    "Rendition": "ladder",
-    "parse_ladder": "ladder",
-    "Interval": "layout",
-    "Layout": "layout",
-    "LayoutKind": "layout",
-    "build_timeline": "layout",
-    "Manifest": "manifest",
-    "ManifestError": "manifest",
-    "load_manifest": "manifest",
-    "parse_manifest": "manifest",
-    "RenderResult": "render",
-    "render_session": "render",
+    "RenditionInfo": "sfu.vod.hls",
+    "DEFAULT_LADDER": "sfu.config.ladder",
+    "Rendition": "sfu.config.ladder",
+    "parse_ladder": "sfu.config.ladder",
+    "Interval": "sfu.vod.layout",
+    "Layout": "sfu.vod.layout",
+    "LayoutKind": "sfu.vod.layout",
+    "build_timeline": "sfu.vod.layout",
+    "Manifest": "sfu.vod.manifest",
+    "ManifestError": "sfu.vod.manifest",
+    "load_manifest": "sfu.vod.manifest",
+    "parse_manifest": "sfu.vod.manifest",
+    "RenderResult": "sfu.vod.render",
+    "render_session": "sfu.vod.render",
 }
 
 __all__ = sorted(_WHERE)
@@ -48,4 +48,4 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'sfu.vod' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sfu.vod.{module}"), name)
+    return getattr(importlib.import_module(module), name)

@@ -25,9 +25,9 @@ from av.audio.stream import AudioStream
 from av.stream import Stream
 from av.video.reformatter import VideoReformatter
 
+from sfu.config.ladder import Rendition
 from sfu.vod.canvas import scale_yuv420p
 from sfu.vod.compose import AUDIO_RATE, AudioEvent
-from sfu.vod.ladder import Rendition
 
 log = logging.getLogger(__name__)
 

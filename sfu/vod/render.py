@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sfu.config.ladder import DEFAULT_LADDER, Rendition
 from sfu.vod.compose import VideoEvent, programme
 from sfu.vod.hls import FPS, RenditionEncoder, RenditionInfo, read_media_playlist, write_master
-from sfu.vod.ladder import DEFAULT_LADDER, Rendition
 from sfu.vod.manifest import Manifest, load_manifest
 from sfu.vod.pipeline import EncoderPipeline
 

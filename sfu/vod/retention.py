@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sfu.recording.jobs import JobQueue
+from sfu.recording.job_queue import JobQueue
 from sfu.recording.session import QUEUED_MARKER, write_marker
 
 logger = logging.getLogger(__name__)

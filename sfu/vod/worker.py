@@ -25,12 +25,12 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from sfu import metrics
-from sfu.recording.handoff import DeadJob, Job, JobQueue, queue_from_settings
+from sfu.config.ladder import parse_ladder
+from sfu.config.settings import Settings
+from sfu.recording.local_queue import DeadJob, Job, JobQueue, queue_from_settings
 from sfu.recording.session import MANIFEST, SessionManifest
-from sfu.settings import Settings
 from sfu.storage import ObjectStore, store_from_settings
 from sfu.storage.base import StorageError
-from sfu.vod.ladder import parse_ladder
 from sfu.vod.publish import publish_dir, vod_prefix
 from sfu.vod.render import render_session
 from sfu.vod.retention import RecordingsRetention

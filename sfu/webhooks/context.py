@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from sfu.api.keys import EVENTS, SETTINGS
-from sfu.settings import DEV_JWT_SECRET
+from sfu.app.keys import EVENTS, SETTINGS
+from sfu.config.settings import DEV_JWT_SECRET
 from sfu.webhooks.sender import WebhookSender, redact_url
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import aiohttp
 from yarl import URL
 
 from sfu import metrics
-from sfu.settings import Settings
+from sfu.config.settings import Settings
 from sfu.webhooks.payload import SIGNATURE_HEADER, WebhookEvent, build_event
 from sfu.webhooks.policy import Backoff, Verdict, classify, parse_retry_after
 from sfu.webhooks.queue import PendingEvents

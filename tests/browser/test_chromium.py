@@ -21,10 +21,10 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from sfu.client.client import SfuClient
-from sfu.client.media import PacedPacketTrack
+from sfu.client.clips import PacedPacketTrack
 from sfu.client.remote import RemoteTrackInfo
 from sfu.ice.connection import IceConfig
-from tests.sfu_process import LOG_DIR, SfuProcess
+from sfu.testing.process import LOG_DIR, SfuProcess
 
 pytestmark = pytest.mark.browser
 

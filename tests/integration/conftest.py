@@ -9,9 +9,9 @@ import pytest
 
 from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
-from sfu.client.media import PacedPacketTrack
+from sfu.client.clips import PacedPacketTrack
 from sfu.ice.connection import IceConfig
-from tests.sfu_process import SfuProcess
+from sfu.testing.process import SfuProcess
 
 LOOPBACK = IceConfig(addresses=("127.0.0.1",))
 _users = itertools.count()

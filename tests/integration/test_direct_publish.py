@@ -16,13 +16,13 @@ from aiortc.sdp import MediaDescription, SessionDescription
 
 from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
+from sfu.client.clips import Codec, PacedPacketTrack
 from sfu.client.direct_publish import NTP_EPOCH_OFFSET_S, DirectPacer
-from sfu.client.media import Codec, PacedPacketTrack
 from sfu.client.remote import RemoteTrackInfo
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.seams import TapReceiver
+from sfu.testing.process import SfuProcess
 from tests.integration.conftest import LOOPBACK, create_room, metric
-from tests.sfu_process import SfuProcess
 
 JoinAs = Callable[..., Awaitable[SfuClient]]
 

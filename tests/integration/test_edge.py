@@ -12,8 +12,8 @@ import pytest
 
 from sfu.client.client import SfuClient
 from sfu.client.model import JoinRefused
+from sfu.testing.process import SfuProcess, make_sfu
 from tests.integration.conftest import LOOPBACK, create_room
-from tests.sfu_process import SfuProcess, make_sfu
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import aiohttp
 import psutil
 import pytest
 
+from sfu.testing.process import SfuProcess, make_sfu
 from tests.integration.conftest import Join, camera, create_room, microphone
-from tests.sfu_process import SfuProcess, make_sfu
 
 FLOOD_SECONDS = 6.0
 

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 from sfu.api.tokens import mint_participant_token
+from sfu.testing.process import TEST_SECRET, SfuProcess, make_sfu
 from tests.integration.conftest import create_room
-from tests.sfu_process import TEST_SECRET, SfuProcess, make_sfu
 
 RUN_TIMEOUT_S = 120
 

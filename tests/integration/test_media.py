@@ -9,8 +9,8 @@ import pytest
 
 from sfu.client.model import RemoteTrackStats, SfuErrorReply
 from sfu.media.internals import internal
+from sfu.testing.process import SfuProcess
 from tests.integration.conftest import Join, camera, create_room, metric, microphone
-from tests.sfu_process import SfuProcess
 
 FRAMES = 60
 

@@ -18,9 +18,9 @@ import av
 
 from sfu.client.client import SfuClient
 from sfu.recording.session import last_sign_of_life
+from sfu.testing.process import SfuProcess, make_sfu, redis_server
 from tests.integration.conftest import LOOPBACK, camera, create_room, metric, microphone
 from tests.integration.test_vod_worker import _run_worker
-from tests.sfu_process import SfuProcess, make_sfu, redis_server
 
 RECORD_S = 6.0
 

@@ -28,10 +28,10 @@ from aiortc.rtp import RtpPacket
 from av.stream import Stream
 
 from sfu.client.client import SfuClient
-from sfu.client.media import Clip, PacedPacketTrack, get_clip, load_clip
+from sfu.client.clips import Clip, PacedPacketTrack, get_clip, load_clip
 from sfu.media.tap_receiver import RtpSink, TapReceiver
+from sfu.testing.process import SfuProcess
 from tests.integration.conftest import Join, create_room
-from tests.sfu_process import SfuProcess
 
 CLIP_S = 4
 

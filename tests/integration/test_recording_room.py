@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import av
 
+from sfu.testing.process import SfuProcess
 from tests.integration.conftest import Join, camera, create_room, microphone
 from tests.integration.test_vod_worker import _run_worker
-from tests.sfu_process import SfuProcess
 
 
 def decoded_frames(path: Path) -> tuple[int, int]:

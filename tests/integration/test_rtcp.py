@@ -13,9 +13,9 @@ from typing import Any
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, unpack_remb_fci
 
 from sfu.client.client import SfuClient
-from sfu.client.media import PacedPacketTrack
+from sfu.client.clips import PacedPacketTrack
+from sfu.testing.process import SfuProcess
 from tests.integration.conftest import Join, camera, create_room, metric, microphone
-from tests.sfu_process import SfuProcess
 
 
 async def test_h264_is_forwarded(sfu: SfuProcess, join: Join) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from sfu.client.client import SfuClient
 from sfu.client.model import JoinRefused, SfuErrorReply
+from sfu.testing.process import TEST_SECRET, SfuProcess
 from tests.integration.conftest import LOOPBACK, Join, camera, create_room
-from tests.sfu_process import TEST_SECRET, SfuProcess
 
 
 async def _refused(sfu: SfuProcess, token: str) -> int | None:

@@ -19,11 +19,11 @@ from aiohttp import web
 from aioice import stun
 from prometheus_client import REGISTRY
 
-from sfu.api.keys import SETTINGS
-from sfu.ice.rate import RateConfig, SourceRateLimiter
+from sfu.app.keys import SETTINGS
+from sfu.config.settings import Settings
+from sfu.ice.source_limiter import RateConfig, SourceRateLimiter
 from sfu.ice.stun_server import StunResponder, StunServer, stun_ctx
-from sfu.settings import Settings
-from tests.sfu_process import SfuProcess, make_sfu
+from sfu.testing.process import SfuProcess, make_sfu
 
 LOCALHOST = "127.0.0.1"
 REPLY_TIMEOUT = 2.0

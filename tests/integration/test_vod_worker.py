@@ -17,10 +17,10 @@ import aiohttp.web
 import av
 import pytest
 
-from sfu.recording.handoff import LocalJobQueue
+from sfu.recording.local_queue import LocalJobQueue
+from sfu.testing.process import free_tcp_port
 from sfu.webhooks import SIGNATURE_HEADER, verify_signature
-from tests.media_fixtures import write_opus_tone, write_vp8_track
-from tests.sfu_process import free_tcp_port
+from tests.support.media_files import write_opus_tone, write_vp8_track
 
 SESSION_ID = "sess-vod-1"
 SESSION_S = 8.0

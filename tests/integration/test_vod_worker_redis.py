@@ -13,7 +13,8 @@ import aiohttp.web
 import pytest
 import redis.asyncio as aioredis
 
-from sfu.recording.handoff import RedisJobQueue
+from sfu.recording.local_queue import RedisJobQueue
+from sfu.testing.process import free_tcp_port, redis_server
 from tests.integration.test_vod_worker import (
     PREFIX,
     SESSION_ID,
@@ -25,7 +26,6 @@ from tests.integration.test_vod_worker import (
     _run_worker,
     tracks_dir,
 )
-from tests.sfu_process import free_tcp_port, redis_server
 
 __all__ = ["tracks_dir"]  # the module-scoped fixture, shared with test_vod_worker
 

@@ -16,9 +16,9 @@ from aiohttp import web
 
 from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
+from sfu.testing.process import TEST_SECRET, SfuProcess, free_tcp_port, make_sfu
 from sfu.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.integration.conftest import LOOPBACK, camera, create_room
-from tests.sfu_process import TEST_SECRET, SfuProcess, free_tcp_port, make_sfu
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

@@ -3,7 +3,7 @@
 The Dockerfile is read by a small parser below (instructions, flags, JSON arguments, line
 continuations); `.dockerignore` by a matcher with Docker's rules. Every manifest under k8s/ is
 validated offline by kubernetes-validate in strict mode (unknown fields are errors), then
-cross-checked against `sfu.settings.Settings`: ports, probes, env names, drain timeout.
+cross-checked against `sfu.config.settings.Settings`: ports, probes, env names, drain timeout.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import yaml
 from packaging.requirements import Requirement
 
 from sfu.cli import main as sfu_main
-from sfu.settings import Settings, SettingsError, load_settings
+from sfu.config.settings import Settings, SettingsError, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
@@ -70,7 +70,7 @@ def _env_name(field_name: str) -> str:
 SETTING_ENV_NAMES = frozenset(_env_name(name) for name in Settings.model_fields)
 """SFU_<FIELD> for every field, REDIS_URL for redis_url."""
 CONFIG_FILE_ENV = "SFU_CONFIG_FILE"
-"""Not a field: sfu/settings.py reads it to find the settings file."""
+"""Not a field: sfu/config/settings.py reads it to find the settings file."""
 
 
 # --- a Dockerfile parser -----------------------------------------------------------------------
@@ -268,7 +268,7 @@ def dockerignore() -> list[IgnorePattern]:
 @pytest.mark.parametrize(
     ("patterns", "path", "expected"),
     [
-        ("*\n!sfu/\n**/__pycache__", "sfu/app.py", False),
+        ("*\n!sfu/\n**/__pycache__", "sfu/app/factory.py", False),
         ("*\n!sfu/\n**/__pycache__", "sfu/api/__pycache__/rest.cpython-311.pyc", True),
         ("*\n!sfu/\n", "tests/unit/test_x.py", True),
         ("tests\n", "tests/unit/test_x.py", True),
@@ -505,8 +505,8 @@ RUNTIME_IMPORTS = """
 import json, sys
 before = set(sys.modules)
 import sfu.cli, sfu.server, redis.asyncio, uvloop
-from sfu.app import create_app
-from sfu.settings import Settings
+from sfu.app.factory import create_app
+from sfu.config.settings import Settings
 create_app(Settings(node_id="image-check"))
 new = (sys.modules[name] for name in set(sys.modules) - before)
 files = {m.__name__: f for m in new if (f := getattr(m, "__file__", None))}
@@ -1086,7 +1086,7 @@ async def test_vod_worker_shares_settings_and_queue(
 ) -> None:
     """Same ConfigMap, same Redis stream and consumer group, same webhook secret; the storage
     key comes from a Secret; the worker's own env names are settings or boto3's."""
-    from sfu.recording.handoff import queue_from_settings
+    from sfu.recording.local_queue import queue_from_settings
     from sfu.storage import StorageError, open_store, store_from_settings
     from sfu.storage.s3 import S3Store
 

@@ -19,8 +19,8 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from pylibsrtp import Policy, Session
 
 from sfu.client.header_count import HeaderCountingPath, negotiated_tag_length, parse_header
-from sfu.media.fast_receive import RtpFastPath
 from sfu.media.internals import set_internal
+from sfu.media.rtp_fast_path import RtpFastPath
 from sfu.media.tap_receiver import TapReceiver
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)

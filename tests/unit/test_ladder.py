@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sfu.settings import Settings, SettingsError, load_settings
-from sfu.vod.ladder import DEFAULT_LADDER, DEFAULT_LADDER_TEXT, parse_ladder
+from sfu.config.ladder import DEFAULT_LADDER, DEFAULT_LADDER_TEXT, parse_ladder
+from sfu.config.settings import Settings, SettingsError, load_settings
 
 
 def test_default_text_is_the_default_ladder() -> None:

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu import errors
-from sfu.api.edge import http_status, ws_close_code
+from sfu.api.error_mapping import http_status, ws_close_code
 from sfu.api.messages import (
     MAX_MESSAGE_BYTES,
     Candidate,
@@ -21,7 +20,8 @@ from sfu.api.messages import (
     SubscribeAnswer,
     parse_message,
 )
-from sfu.errors import InvalidMessage, MessageTooLarge, SfuError, UnknownType
+from sfu.core import errors
+from sfu.core.errors import InvalidMessage, MessageTooLarge, SfuError, UnknownType
 
 SDP = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
 CANDIDATE_LINE = "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host"

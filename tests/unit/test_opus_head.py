@@ -12,7 +12,7 @@ import pytest
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from sfu.client.media import get_clip, load_clip
+from sfu.client.clips import get_clip, load_clip
 from sfu.recording import TrackRecorder
 from sfu.recording.assembler import Frame
 from sfu.recording.bitstream import OPUS_HEAD_SIZE, OpusHead

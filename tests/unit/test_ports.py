@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
-from sfu.errors import NoCapacity
+from sfu.core.errors import NoCapacity
 from sfu.ice.ports import PortAllocator, PortsExhausted, candidate_ports
 
 LOCALHOST = "127.0.0.1"

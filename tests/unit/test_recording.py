@@ -17,12 +17,12 @@ from aiortc.rtp import RtpPacket
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sfu.client.media import Clip, Codec, EncodedUnit, get_clip, load_clip
+from sfu.client.clips import Clip, Codec, EncodedUnit, get_clip, load_clip
 from sfu.recording import FrameAssembler, RecordingSession, TrackRecorder, find_unfinished
 from sfu.recording.assembler import AUDIO_START_HOLD, Frame
 from sfu.recording.bitstream import annexb_nal_units, frame_dimensions
 from sfu.recording.session import SessionManifest
-from tests.media_fixtures import CODECS, packetize
+from tests.support.media_files import CODECS, packetize
 
 
 def clip_of(codec: Codec, seconds: float = 2) -> Clip:
@@ -331,7 +331,7 @@ async def test_tap_never_blocks_on_a_stalled_writer(tmp_path: Path) -> None:
 _CHILD = """
 import sys, time
 from pathlib import Path
-from sfu.client.media import load_clip
+from sfu.client.clips import load_clip
 from sfu.recording.assembler import Frame
 from sfu.recording.writer import MatroskaWriter
 clip = load_clip(sys.argv[1])

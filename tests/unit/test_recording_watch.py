@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from sfu.recording.handoff import LocalJobQueue
+from sfu.recording.local_queue import LocalJobQueue
 from sfu.recording.session import (
     HEARTBEAT,
     MANIFEST,

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sfu.api.rest import MAX_METADATA_BYTES, parse_room_options
-from sfu.errors import InvalidRequest
+from sfu.core.errors import InvalidRequest
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

@@ -10,7 +10,7 @@ from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, VideoS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.errors import InvalidSdp, SfuError
+from sfu.core.errors import InvalidSdp, SfuError
 from sfu.media.sdp import (
     MAX_MEDIA_SECTIONS,
     MAX_SDP_BYTES,
@@ -228,7 +228,7 @@ def _offer_with(video_codecs: str, fmtp: str = "") -> str:
 
 
 def test_a_section_without_a_forwarded_codec_is_refused() -> None:
-    from sfu.errors import InvalidSdp
+    from sfu.core.errors import InvalidSdp
     from sfu.media.sdp import parse_description, sending_tracks
 
     assert sending_tracks(parse_description(_offer_with("VP8/90000")))[0].track_id == "t1"

@@ -30,8 +30,8 @@ from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.media import seams
 from sfu.media.fanout import TrackFanout
-from sfu.media.fast_receive import RtpFastPath
 from sfu.media.internals import internal
+from sfu.media.rtp_fast_path import RtpFastPath
 from sfu.media.seams import (
     ForwardingSender,
     SeamPeerConnection,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sfu.settings import DEV_JWT_SECRET, Settings, SettingsError, load_settings
+from sfu.config.settings import DEV_JWT_SECRET, Settings, SettingsError, load_settings
 
 EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "sfu.example.toml"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sfu.settings import Settings
+from sfu.config.settings import Settings
 from sfu.storage import (
     InvalidKey,
     LocalStore,
@@ -205,7 +205,7 @@ def test_store_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_multipart_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """SFU_S3_MULTIPART_THRESHOLD_MB / SFU_S3_MULTIPART_CHUNK_MB reach the S3 store; a part
     below S3's 5 MiB minimum (or a threshold past the 5 GiB single PUT) stops start-up."""
-    from sfu.settings import SettingsError, load_settings
+    from sfu.config.settings import SettingsError, load_settings
     from sfu.storage.s3 import MIB, S3Store
 
     for name in list(os.environ):

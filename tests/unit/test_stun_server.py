@@ -18,14 +18,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from sfu.ice.rate import Bucket, RateConfig, SourceRateLimiter, source_key
+from sfu.config.settings import Settings
+from sfu.ice.source_limiter import Bucket, RateConfig, SourceRateLimiter, source_key
 from sfu.ice.stun_server import (
     MAX_REPLY_GROWTH,
     MAX_REQUEST_SIZE,
     StunResponder,
     ice_servers,
 )
-from sfu.settings import Settings
 
 CLIENT = ("192.0.2.1", 32853)
 CLIENT6 = ("2001:db8:1234:5678:11:2233:4455:6677", 32853)

@@ -20,7 +20,7 @@ from sfu.api.tokens import (
     verify_participant_token,
     verify_service_token,
 )
-from sfu.errors import Forbidden, SfuError, Unauthorized
+from sfu.core.errors import Forbidden, SfuError, Unauthorized
 
 SECRET = "test-secret-" + "s" * 64
 OTHER_SECRET = "other-secret-" + "o" * 64

@@ -32,7 +32,7 @@ from sfu.vod.compose import (
 from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
 from sfu.vod.manifest import load_manifest
 from sfu.vod.pipeline import EncoderStopped
-from tests.media_fixtures import write_opus_tone, write_recorded_video, write_vp8_track
+from tests.support.media_files import write_opus_tone, write_recorded_video, write_vp8_track
 
 SESSION_S = 6.0
 MENTOR_RGB = (210, 40, 40)

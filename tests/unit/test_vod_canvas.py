@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
+from sfu.config.ladder import DEFAULT_LADDER
 from sfu.vod.canvas import (
     BLACK,
     blit,
@@ -20,7 +21,6 @@ from sfu.vod.canvas import (
     yuv_of_rgb,
 )
 from sfu.vod.hls import RenditionEncoder
-from sfu.vod.ladder import DEFAULT_LADDER
 from sfu.vod.layout import Rect
 
 

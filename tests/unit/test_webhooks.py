@@ -21,9 +21,9 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from sfu.api.keys import EVENTS, SETTINGS
+from sfu.app.keys import EVENTS, SETTINGS
+from sfu.config.settings import Settings, SettingsError, load_settings
 from sfu.rooms.events import RoomEvents
-from sfu.settings import Settings, SettingsError, load_settings
 from sfu.webhooks import (
     SIGNATURE_HEADER,
     WEBHOOKS,

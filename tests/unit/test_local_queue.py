@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sfu.recording.handoff import (
+from sfu.recording.local_queue import (
     JobQueue,
     LocalJobQueue,
     RedisJobQueue,
@@ -22,7 +22,7 @@ from sfu.recording.handoff import (
     recover_unqueued,
 )
 from sfu.recording.session import QUEUED_MARKER, RecordingSession, SessionManifest
-from tests.sfu_process import redis_server
+from sfu.testing.process import redis_server
 
 MakeQueue = Callable[..., JobQueue]
 

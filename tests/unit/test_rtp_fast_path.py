@@ -19,8 +19,8 @@ from aiortc.rtp import RtcpRrPacket, RtpPacket
 from pylibsrtp import Policy, Session
 
 from sfu.media.clock import abs_send_time_now, arrival_ms
-from sfu.media.fast_receive import RtpFastPath
 from sfu.media.internals import internal, set_internal
+from sfu.media.rtp_fast_path import RtpFastPath
 from sfu.media.tap_receiver import TapReceiver
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)

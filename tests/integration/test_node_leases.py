@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from sfu.recording.handoff import LocalJobQueue
 from sfu.recording.leases import NoNodeLeases, RedisNodeLeases, node_leases
+from sfu.recording.local_queue import LocalJobQueue
 from sfu.recording.session import MANIFEST, RecordingSession
 from sfu.recording.watch import RecordingWatch
-from tests.sfu_process import free_tcp_port, redis_server
+from sfu.testing.process import free_tcp_port, redis_server
 from tests.unit.test_recording_watch import ORPHAN_S, _session
 
 

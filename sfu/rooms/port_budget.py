@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sfu.errors import NoCapacity
+from sfu.core.errors import NoCapacity
 
 
 @dataclass(slots=True)

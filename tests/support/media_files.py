@@ -13,7 +13,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from sfu.client.media import Clip
+from sfu.client.clips import Clip
 from sfu.recording.assembler import Frame
 from sfu.recording.writer import MatroskaWriter
 

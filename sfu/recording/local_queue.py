@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from sfu.recording.jobs import (
+from sfu.recording.job_queue import (
     DEFAULT_MAX_ATTEMPTS,
     DeadJob,
     Job,
@@ -55,7 +55,7 @@ from sfu.recording.session import (
 )
 
 if TYPE_CHECKING:
-    from sfu.settings import Settings
+    from sfu.config.settings import Settings
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",

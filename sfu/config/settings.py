@@ -227,7 +227,7 @@ class Settings(BaseSettings):
     @field_validator("vod_ladder")
     @classmethod
     def _check_ladder(cls, value: str) -> str:
-        from sfu.vod.ladder import parse_ladder
+        from sfu.config.ladder import parse_ladder
 
         parse_ladder(value)
         return value

@@ -9,33 +9,33 @@ from pathlib import Path
 
 from aiohttp import WSCloseCode, web
 
-from sfu.api.keys import ALLOCATOR, EVENTS, MANAGER, READY_CHECKS, SETTINGS, SOCKETS, WS_PER_IP
 from sfu.api.limits import ConcurrencyLimit
 from sfu.api.middleware import make_middlewares
 from sfu.api.rest import add_routes
 from sfu.api.signalling import ws_handler
+from sfu.app.keys import ALLOCATOR, EVENTS, MANAGER, READY_CHECKS, SETTINGS, SOCKETS, WS_PER_IP
+from sfu.config.settings import Settings
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.ice.stun_server import ice_servers, stun_ctx
 from sfu.media import seams
-from sfu.recording.handoff import (
+from sfu.recording.leases import node_leases
+from sfu.recording.local_queue import (
     JobQueue,
     hand_off,
     queue_from_settings,
 )
-from sfu.recording.leases import node_leases
 from sfu.recording.session import RecordingSession
 from sfu.recording.watch import RecordingWatch
-from sfu.rooms.capacity import PortBudget
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
+from sfu.rooms.port_budget import PortBudget
 from sfu.rooms.recording import OnFinalised
-from sfu.settings import Settings
 from sfu.webhooks import webhooks_ctx
 
 logger = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent.parent / "static"
 VOD_QUEUE = web.AppKey("vod_queue", JobQueue)
 VOD_HAND_OFF: web.AppKey[OnFinalised] = web.AppKey("vod_hand_off")
 

@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from sfu.api.limits import ConcurrencyLimit, KeyedLimiter
+from sfu.config.settings import Settings
 from sfu.ice.ports import PortAllocator
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.manager import RoomManager
-from sfu.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 MANAGER = web.AppKey("manager", RoomManager)

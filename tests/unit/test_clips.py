@@ -1,4 +1,4 @@
-"""sfu.client.media (clips, PacedPacketTrack) and sfu.client.loss, without any SFU."""
+"""sfu.client.clips (clips, PacedPacketTrack) and sfu.client.loss, without any SFU."""
 
 from __future__ import annotations
 
@@ -22,9 +22,7 @@ from aiortc.codecs.vpx import vp8_depayload
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtpPacket
 
-from sfu.client.direct_publish import DirectPacer, prepare_clip
-from sfu.client.loss import OutgoingVideoDropper
-from sfu.client.media import (
+from sfu.client.clips import (
     AUDIO_CLOCK_RATE,
     VIDEO_CLOCK_RATE,
     Clip,
@@ -38,6 +36,8 @@ from sfu.client.media import (
     load_clip,
     route_keyframe_requests,
 )
+from sfu.client.direct_publish import DirectPacer, prepare_clip
+from sfu.client.loss import OutgoingVideoDropper
 from sfu.ice.connection import IceConfig
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.keyframes import h264_starts_keyframe, vp8_starts_keyframe

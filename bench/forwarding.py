@@ -42,10 +42,10 @@ import numpy as np
 import psutil  # type: ignore[import-untyped,unused-ignore]
 from aiortc import MediaStreamTrack
 
-from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
 from sfu.client.clips import PacedPacketTrack
 from sfu.client.remote import RemoteTrackInfo
+from sfu.core.vocabulary import Role
 from sfu.ice.connection import IceConfig
 from sfu.testing.process import free_tcp_port, make_sfu
 

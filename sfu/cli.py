@@ -9,8 +9,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from sfu.api.tokens import ROLES, mint_participant_token, mint_service_token
+from sfu.api.tokens import mint_participant_token, mint_service_token
 from sfu.config.settings import DEV_JWT_SECRET, SettingsError, load_settings
+from sfu.core.vocabulary import ROLES
 from sfu.loadtest.options import add_arguments as add_loadtest_arguments
 from sfu.logs import configure_logging
 

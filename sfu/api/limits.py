@@ -1,67 +1,8 @@
-"""Rate limits at the edge, as plain state machines (no sockets, injectable clock)."""
+"""Concurrency limits at the edge (open WebSockets per client IP), as a plain state machine.
+
+Rate limits are `sfu.core.token_bucket`'s buckets."""
 
 from __future__ import annotations
-
-import time
-from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    """`rate` tokens per second, at most `burst` saved up; `take()` is False when empty."""
-
-    rate: float
-    burst: float
-    clock: Callable[[], float] = time.monotonic
-    tokens: float = field(init=False)
-    stamp: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-        self.stamp = self.clock()
-
-    def take(self, cost: float = 1.0) -> bool:
-        now = self.clock()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
-
-
-class KeyedLimiter:
-    """One TokenBucket per key (a client IP), in a table bounded to `max_keys`: when full, the
-    least recently used key is forgotten, so a flood of distinct sources cannot grow memory."""
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        *,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_keys = max_keys
-        self.clock = clock
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
-
-    def take(self, key: str, cost: float = 1.0) -> bool:
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self.max_keys:
-                self._buckets.popitem(last=False)
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst, self.clock)
-        else:
-            self._buckets.move_to_end(key)
-        return bucket.take(cost)
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 class ConcurrencyLimit:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sfu.core.errors import InvalidMessage, MessageTooLarge, UnknownType
+from sfu.core.vocabulary import SOURCES
 
 MAX_MESSAGE_BYTES = 64 * 1024
-SOURCES = ("camera", "microphone", "screen")
 TARGETS = ("publisher", "subscriber")
 MAX_SOURCES = 16
 MAX_ID_LENGTH = 256

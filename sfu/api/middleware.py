@@ -5,6 +5,7 @@ rate limit."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -13,9 +14,9 @@ from aiohttp.typedefs import Middleware
 from sfu import metrics
 from sfu.api.clientip import client_ip, parse_networks
 from sfu.api.error_mapping import http_status
-from sfu.api.limits import KeyedLimiter
 from sfu.app.keys import LIMITER, SETTINGS
-from sfu.core.errors import RateLimited, SfuError
+from sfu.core.errors import MethodNotAllowed, NotFound, RateLimited, SfuError
+from sfu.core.token_bucket import BucketTable
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("sfu.audit")
@@ -56,7 +57,7 @@ def make_middlewares(app: web.Application) -> list[Middleware]:
     settings = app[SETTINGS]
     trusted = parse_networks(settings.trusted_proxies)
     origins = frozenset(settings.cors_origins)
-    limiter = KeyedLimiter(settings.rest_rate_per_ip, settings.rest_burst_per_ip)
+    limiter = BucketTable(settings.rest_rate_per_ip, settings.rest_burst_per_ip)
     app[LIMITER] = limiter
 
     @web.middleware
@@ -95,10 +96,10 @@ def make_middlewares(app: web.Application) -> list[Middleware]:
         except SfuError as exc:
             response, outcome = error_response(exc), exc.code
         except web.HTTPNotFound:
-            response = error_response(SfuError("no such resource", code="not_found"))
+            response = error_response(NotFound("no such resource"))
             outcome = "not_found"
         except web.HTTPMethodNotAllowed:
-            response = error_response(SfuError("method not allowed", code="method_not_allowed"))
+            response = error_response(MethodNotAllowed("method not allowed"))
             outcome = "method_not_allowed"
         if request.path.startswith("/rooms") or outcome in ("unauthorized", "forbidden"):
             actor = request.get(ACTOR)
@@ -115,7 +116,7 @@ def make_middlewares(app: web.Application) -> list[Middleware]:
         if request.path in UNLIMITED_PATHS or request.path == "/ws":
             return await handler(request)
         ip = request_ip(request)
-        if not limiter.take(ip):
+        if not limiter.take(ip, time.monotonic()):
             metrics.LIMIT_HITS.labels("rest").inc()
             audit_line(f"{request.method} {request.path}", ip, "rate_limited")
             raise RateLimited(f"more than {settings.rest_rate_per_ip:g} requests per second")

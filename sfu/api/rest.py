@@ -12,9 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu import metrics
 from sfu.api.middleware import ACTOR, error_response
-from sfu.api.tokens import ROOM_ID_RE, verify_service_token
+from sfu.api.tokens import verify_service_token
 from sfu.app.keys import MANAGER, READY_CHECKS, SETTINGS
-from sfu.core.errors import InvalidRequest, SfuError, Unauthorized
+from sfu.core.errors import DependencyUnavailable, Draining, InvalidRequest, Unauthorized
+from sfu.core.vocabulary import ROOM_ID_RE
 from sfu.rooms.models import RoomOptions
 
 logger = logging.getLogger(__name__)
@@ -137,11 +138,11 @@ async def health(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     if request.app[MANAGER].draining:
-        return error_response(SfuError("node is draining", code="draining"))
+        return error_response(Draining("node is draining"))
     for check in request.app[READY_CHECKS]:
         problem = await check()
         if problem:
-            return error_response(SfuError(problem, code="no_capacity"))
+            return error_response(DependencyUnavailable(problem))
     return web.json_response({"status": "ready"})
 
 

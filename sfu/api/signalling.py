@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import jwt
@@ -12,7 +13,6 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import metrics
 from sfu.api.error_mapping import ws_close_code
-from sfu.api.limits import TokenBucket
 from sfu.api.messages import (
     MAX_MESSAGE_BYTES,
     Candidate,
@@ -27,7 +27,8 @@ from sfu.api.messages import (
 from sfu.api.middleware import audit_line, request_ip
 from sfu.api.tokens import verify_participant_token
 from sfu.app.keys import LIMITER, MANAGER, SETTINGS, SOCKETS, WS_PER_IP
-from sfu.core.errors import InvalidMessage, MessageTooLarge, RateLimited, SfuError
+from sfu.core.errors import Draining, InvalidMessage, MessageTooLarge, RateLimited, SfuError
+from sfu.core.token_bucket import TokenBucket
 from sfu.rooms.participant import Participant
 
 logger = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
     ip = request_ip(request)
     ws = SignallingSocket(max_msg_size=READ_LIMIT, heartbeat=20.0, compress=False)
     await ws.prepare(request)
-    if not app[LIMITER].take(ip):
+    if not app[LIMITER].take(ip, time.monotonic()):
         metrics.LIMIT_HITS.labels("ws_connect").inc()
         audit_line("GET /ws", ip, "rate_limited")
         return await _refuse(ws, RateLimited("too many connection attempts"))
@@ -103,7 +104,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             grant = verify_participant_token(settings.jwt_secret, request.query.get("token", ""))
             room = app[MANAGER].get(grant.room_id)
             if app[MANAGER].draining:
-                raise SfuError("node is draining", code="draining")
+                raise Draining("node is draining")
             participant = await room.join(grant, WsSignal(ws))
         except SfuError as exc:
             audit_line("GET /ws", ip, exc.code, actor=_actor_of(request))
@@ -116,7 +117,9 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             room_id=participant.room.room_id,
             participant_id=participant.participant_id,
         )
-        bucket = TokenBucket(settings.ws_messages_per_s, settings.ws_message_burst)
+        bucket = TokenBucket(
+            settings.ws_messages_per_s, settings.ws_message_burst, time.monotonic()
+        )
         await _serve(ws, participant, bucket)
         return ws
     finally:
@@ -141,7 +144,7 @@ async def _serve(ws: web.WebSocketResponse, participant: Participant, bucket: To
     leave_reason: SfuError | None = None
     try:
         async for msg in ws:
-            if not bucket.take():
+            if not bucket.take(time.monotonic()):
                 leave_reason = RateLimited("too many messages")
                 break
             if msg.type == WSMsgType.TEXT:

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import jwt
 
 from sfu.core.errors import Forbidden, Unauthorized
+from sfu.core.vocabulary import ROLES, ROOM_ID_RE, ParticipantGrant, Role
 
-Role = Literal["mentor", "mentee", "observer"]
-ROLES: tuple[Role, ...] = ("mentor", "mentee", "observer")
-ROOM_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ALGORITHM = "HS256"
 LEEWAY_S = 5
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantGrant:
-    """What a valid participant token allows."""
-
-    user_id: str
-    room_id: str
-    role: Role
-    name: str
-    expires_at: float
 
 
 def mint_service_token(secret: str, ttl_s: int = 3600) -> str:

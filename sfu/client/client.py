@@ -40,6 +40,7 @@ from sfu.client.model import (
 )
 from sfu.client.remote import RemoteTrackInfo
 from sfu.client.subscriber import SubscriberSide
+from sfu.core.vocabulary import SOURCES
 from sfu.ice.connection import IceConfig
 from sfu.media.seams import (
     ForwardingSender,
@@ -50,7 +51,6 @@ from sfu.media.seams import (
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("camera", "microphone", "screen")
 PublishMode = Literal["stock", "direct"]
 PUBLISH_MODES: tuple[PublishMode, ...] = ("stock", "direct")
 CLOSE_TIMEOUT_S = 5.0

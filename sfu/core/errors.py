@@ -10,11 +10,9 @@ class SfuError(Exception):
 
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        if code is not None:
-            self.code = code
 
     def to_body(self) -> dict[str, dict[str, str]]:
         return {"error": {"code": self.code, "message": self.message}}
@@ -58,6 +56,16 @@ class Forbidden(SfuError):
     code = "forbidden"
 
 
+class NotFound(SfuError):
+    """A path the REST API does not have."""
+
+    code = "not_found"
+
+
+class MethodNotAllowed(SfuError):
+    code = "method_not_allowed"
+
+
 class RoomNotFound(SfuError):
     code = "room_not_found"
 
@@ -98,3 +106,21 @@ class RateLimited(SfuError):
 
 class Replaced(SfuError):
     code = "replaced"
+
+
+class Removed(SfuError):
+    """The service removed the participant (`DELETE /rooms/{id}/participants/{pid}`)."""
+
+    code = "removed"
+
+
+class IceFailed(SfuError):
+    """A peer connection never connected in time, or failed later."""
+
+    code = "ice_failed"
+
+
+class DependencyUnavailable(NoCapacity):
+    """A configured dependency (Redis) does not answer: `/ready` is 503 with `no_capacity`."""
+
+    code = "no_capacity"

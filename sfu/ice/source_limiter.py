@@ -9,33 +9,9 @@ IPv6 sources are keyed by their /64: one host usually owns a whole /64.
 from __future__ import annotations
 
 import ipaddress
-from collections import OrderedDict
 from dataclasses import dataclass
 
-
-@dataclass(slots=True)
-class Bucket:
-    """`rate` tokens per second, at most `burst` saved up, full when created at `stamp`."""
-
-    rate: float
-    burst: float
-    tokens: float
-    stamp: float
-
-    @classmethod
-    def full(cls, rate: float, burst: float, now: float) -> Bucket:
-        return cls(rate=rate, burst=burst, tokens=burst, stamp=now)
-
-    def take(self, now: float, cost: float = 1.0) -> bool:
-        """Refill for the time since the last call, then take `cost` tokens if there are."""
-        elapsed = now - self.stamp
-        if elapsed > 0:  # a clock going backwards refills nothing
-            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-            self.stamp = now
-        if self.tokens < cost:
-            return False
-        self.tokens -= cost
-        return True
+from sfu.core.token_bucket import BucketTable, TokenBucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,23 +36,16 @@ class SourceRateLimiter:
 
     def __init__(self, config: RateConfig, now: float) -> None:
         self.config = config
-        self._total = Bucket.full(config.rate_total, config.rate_total, now)
-        self._sources: OrderedDict[str, Bucket] = OrderedDict()
+        self._total = TokenBucket(config.rate_total, config.rate_total, now)
+        self._sources = BucketTable(
+            config.rate_per_source, config.burst_per_source, max_keys=config.max_sources
+        )
 
     def __len__(self) -> int:
         return len(self._sources)
 
     def allow(self, host: str, now: float) -> bool:
-        key = source_key(host)
-        bucket = self._sources.get(key)
-        if bucket is None:
-            if len(self._sources) >= self.config.max_sources:
-                self._sources.popitem(last=False)
-            bucket = Bucket.full(self.config.rate_per_source, self.config.burst_per_source, now)
-            self._sources[key] = bucket
-        else:
-            self._sources.move_to_end(key)
-        return bucket.take(now) and self._total.take(now)
+        return self._sources.take(source_key(host), now) and self._total.take(now)
 
 
 def source_key(host: str) -> str:

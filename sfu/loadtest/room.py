@@ -20,10 +20,11 @@ from typing import Any
 import aiohttp
 from aiortc import MediaStreamTrack
 
-from sfu.api.tokens import Role, mint_participant_token, mint_service_token
+from sfu.api.tokens import mint_participant_token, mint_service_token
 from sfu.client.client import SfuClient
 from sfu.client.clips import Clip, PacedPacketTrack, get_clip, load_clip
 from sfu.client.model import JoinRefused, SfuConnectionClosed, SfuErrorReply
+from sfu.core.vocabulary import Role
 from sfu.ice.connection import IceConfig
 from sfu.loadtest.options import LoadtestOptions, RoomTokens
 from sfu.loadtest.report import JoinRecord

@@ -14,6 +14,7 @@ from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateErr
 from aiortc.sdp import candidate_from_sdp
 
 from sfu.core.errors import InvalidMessage, InvalidSdp, OutOfOrder
+from sfu.core.vocabulary import SOURCE_KINDS
 from sfu.ice.connection import IceConfig
 from sfu.media.connection_watch import ConnectionWatch
 from sfu.media.fanout import TrackFanout
@@ -21,8 +22,6 @@ from sfu.media.sdp import parse_description, sending_tracks
 from sfu.media.seams import TapReceiver, sfu_peer_connection, transceiver_codecs
 
 logger = logging.getLogger(__name__)
-
-SOURCE_KINDS = {"camera": "video", "screen": "video", "microphone": "audio"}
 
 
 @dataclass(eq=False, slots=True)

@@ -30,12 +30,12 @@ import os
 import time
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from sfu.core.timestamps import parse_rfc3339, rfc3339_from_s
 from sfu.recording.job_queue import (
     DEFAULT_MAX_ATTEMPTS,
     DeadJob,
@@ -51,7 +51,6 @@ from sfu.recording.session import (
     find_unfinished,
     find_unqueued,
     mark_queued,
-    rfc3339,
 )
 
 if TYPE_CHECKING:
@@ -170,7 +169,7 @@ class LocalJobQueue:
         data = {"session_id": job.session_id, "job_id": job.job_id, "attempts": attempts}
         if dead:
             data["reason"] = reason
-            data["failed_at"] = rfc3339(time.time())
+            data["failed_at"] = rfc3339_from_s(time.time())
         tmp = self._write_tmp(data)
         target = (self.dead if dead else self.pending) / safe_name(job.session_id)
         os.replace(tmp, target)
@@ -231,7 +230,7 @@ class LocalJobQueue:
     def _dead_job(self, path: Path) -> DeadJob:
         session_id = path.name.split(".json", 1)[0]
         try:
-            when = rfc3339(path.stat().st_mtime)
+            when = rfc3339_from_s(path.stat().st_mtime)
             data = json.loads(path.read_text(encoding="utf-8"))
             return DeadJob(
                 session_id=str(data["session_id"]),
@@ -332,16 +331,12 @@ def queue_from_settings(settings: Settings) -> JobQueue:
     return LocalJobQueue(settings.vod_queue_root, max_attempts=settings.vod_max_attempts)
 
 
-def _parse_rfc3339(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC).timestamp()
-
-
 def finalise_crashed(session_dir: Path) -> SessionManifest:
     """Close a manifest a crash left in "recording": open tracks end at their file's mtime,
     the session at the last track end (or the newest file's mtime if it has no tracks)."""
     path = session_dir / MANIFEST
     manifest = SessionManifest.read(path)
-    started = _parse_rfc3339(manifest.started_at)
+    started = parse_rfc3339(manifest.started_at)
     last = 0.0
     for track in manifest.tracks:
         if track.end_s is None:
@@ -357,7 +352,7 @@ def finalise_crashed(session_dir: Path) -> SessionManifest:
     for participant in manifest.participants:
         if participant.left_at_s is None:
             participant.left_at_s = round(max(participant.joined_at_s, last), 3)
-    manifest.ended_at = rfc3339(started + last)
+    manifest.ended_at = rfc3339_from_s(started + last)
     manifest.status = "finalised"
     manifest.write(path)
     return manifest

@@ -15,8 +15,8 @@ import logging
 import time
 from typing import Any
 
+from sfu.core.timestamps import rfc3339_from_s
 from sfu.recording.job_queue import DEFAULT_MAX_ATTEMPTS, DeadJob, Job, JobState, safe_name
-from sfu.recording.session import rfc3339
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class RedisJobQueue:
             pipe.xack(self.stream, self.group, job.job_id)
             pipe.xdel(self.stream, job.job_id)
             pipe.delete(self._marker(job.session_id))
-            pipe.hset(self.done_hash, job.session_id, rfc3339(time.time()))
+            pipe.hset(self.done_hash, job.session_id, rfc3339_from_s(time.time()))
             await pipe.execute()
 
     async def fail(self, job: Job, reason: str) -> bool:
@@ -130,7 +130,7 @@ class RedisJobQueue:
                     "job_id": job.job_id,
                     "attempts": attempts,
                     "reason": reason,
-                    "failed_at": rfc3339(time.time()),
+                    "failed_at": rfc3339_from_s(time.time()),
                 }
                 pipe.xadd(self.dead_stream, fields)
             else:
@@ -205,7 +205,7 @@ class RedisJobQueue:
                 job_id=fields.get("job_id", entry_id),
                 attempts=int(fields.get("attempts", "0")),
                 reason=fields.get("reason", ""),
-                failed_at=fields.get("failed_at") or rfc3339(millis / 1000),
+                failed_at=fields.get("failed_at") or rfc3339_from_s(millis / 1000),
             )
         return list(latest.values())
 

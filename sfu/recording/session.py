@@ -18,11 +18,11 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sfu import metrics
+from sfu.core.timestamps import rfc3339_from_s
 from sfu.recording.recorder import TrackRecorder
 
 logger = logging.getLogger(__name__)
@@ -95,10 +95,6 @@ class SessionManifest:
     @classmethod
     def read(cls, path: Path) -> SessionManifest:
         return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def last_sign_of_life(session_dir: Path) -> float:
@@ -192,7 +188,7 @@ def write_marker(session_dir: Path, name: str, stamp: str, now: float) -> None:
     """Record a step of the session durably: `<session_dir>/<name>` holding the session id and
     `stamp` (its time), written to a temp file, fsync'd, renamed, and the folder fsync'd."""
     tmp = session_dir / f".{name}.{os.getpid()}.tmp"
-    data = {"session_id": session_dir.name, stamp: rfc3339(now)}
+    data = {"session_id": session_dir.name, stamp: rfc3339_from_s(now)}
     with open(tmp, "w", encoding="utf-8") as out:
         json.dump(data, out)
         out.flush()
@@ -225,7 +221,9 @@ class RecordingSession:
         (self.dir / "tracks").mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self.started = clock()
-        self.manifest = SessionManifest(session_id, room_id, rfc3339(self.started), node_id=node_id)
+        self.manifest = SessionManifest(
+            session_id, room_id, rfc3339_from_s(self.started), node_id=node_id
+        )
         self.heartbeat()
         self.recorders: dict[str, TrackRecorder] = {}
         self._entries: dict[str, TrackEntry] = {}
@@ -340,6 +338,6 @@ class RecordingSession:
         for entry in self.manifest.participants:
             if entry.left_at_s is None:
                 entry.left_at_s = now
-        self.manifest.ended_at = rfc3339(self._clock())
+        self.manifest.ended_at = rfc3339_from_s(self._clock())
         self.manifest.status = "finalised"
         self._save()

@@ -12,9 +12,9 @@ from sfu.core.errors import (
     Draining,
     NoCapacity,
     ParticipantNotFound,
+    Removed,
     RoomExists,
     RoomNotFound,
-    SfuError,
 )
 from sfu.ice.connection import IceConfig
 from sfu.rooms.events import RoomEvents
@@ -101,7 +101,7 @@ class RoomManager:
         participant = room.participants.get(participant_id)
         if participant is None:
             raise ParticipantNotFound(f"no participant {participant_id!r} in room {room_id!r}")
-        await room.remove(participant, SfuError("removed by the service", code="removed"))
+        await room.remove(participant, Removed("removed by the service"))
 
     def _closed(self, room: Room) -> None:
         if self.rooms.get(room.room_id) is room:

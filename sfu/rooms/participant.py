@@ -10,13 +10,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sfu import metrics
-from sfu.api.tokens import ParticipantGrant
 from sfu.background import spawn
-from sfu.core.errors import Forbidden, SfuError
+from sfu.core.errors import Forbidden, IceFailed
+from sfu.core.timestamps import rfc3339_from_s
+from sfu.core.vocabulary import ParticipantGrant
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack, PublisherSession
 from sfu.media.subscriber import SubscriberSession, TrackLabel
-from sfu.rooms.models import Signal, TrackInfo, rfc3339
+from sfu.rooms.models import Signal, TrackInfo
 
 if TYPE_CHECKING:
     from sfu.rooms.room import Room
@@ -81,7 +82,7 @@ class Participant:
             "user_id": self.user_id,
             "name": self.name,
             "role": self.role,
-            "joined_at": rfc3339(self.joined_at),
+            "joined_at": rfc3339_from_s(self.joined_at),
             "tracks": [t.to_json() for t in self.tracks],
         }
 
@@ -144,7 +145,7 @@ class Participant:
             metrics.JOIN_TO_CONNECTED.observe(time.monotonic() - self._joined_mono)
         elif state in ("failed", "timeout") and not self.closed:
             self.log.info("peer connection %s; removing participant", state)
-            spawn(self.room.remove(self, SfuError(f"peer connection {state}", code="ice_failed")))
+            spawn(self.room.remove(self, IceFailed(f"peer connection {state}")))
 
     async def close(self) -> list[PublishedTrack]:
         """Close both connections; returns what this participant had published."""

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from sfu import metrics
-from sfu.api.tokens import ParticipantGrant
 from sfu.background import spawn
 from sfu.core.errors import Replaced, RoomFull, RoomNotFound, SfuError, TrackNotFound
+from sfu.core.timestamps import rfc3339_from_s
+from sfu.core.vocabulary import ParticipantGrant
 from sfu.ice.connection import IceConfig
 from sfu.media.publisher import PublishedTrack
 from sfu.rooms.events import RoomEvents
-from sfu.rooms.models import RoomOptions, Signal, rfc3339
+from sfu.rooms.models import RoomOptions, Signal
 from sfu.rooms.participant import Participant
 from sfu.rooms.port_budget import PortBudget
 from sfu.rooms.recording import OnFinalised, RoomRecording
@@ -76,7 +77,7 @@ class Room:
     def to_json(self) -> dict[str, Any]:
         return {
             "room_id": self.room_id,
-            "created_at": rfc3339(self.created_at),
+            "created_at": rfc3339_from_s(self.created_at),
             "record": self.options.record,
             "max_participants": self.options.max_participants,
             "empty_timeout_s": self.options.empty_timeout_s,

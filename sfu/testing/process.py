@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sfu.api.tokens import Role, mint_participant_token, mint_service_token
+from sfu.api.tokens import mint_participant_token, mint_service_token
+from sfu.core.vocabulary import Role
 
 TEST_SECRET = "integration-test-secret-0123456789abcdef"
 LOG_DIR = Path(os.environ.get("SFU_TEST_LOG_DIR", "/tmp/sfu-test-logs"))

@@ -8,9 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROLES = ("mentor", "mentee", "observer")
-KINDS = ("audio", "video")
-SOURCES = ("camera", "microphone", "screen")
+from sfu.core.vocabulary import KINDS, ROLES, SOURCES
 
 
 class ManifestError(ValueError):

@@ -13,8 +13,9 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
+
+from sfu.core.timestamps import rfc3339_from_ms
 
 SIGNATURE_HEADER = "X-SFU-Signature"
 SIGNATURE_PREFIX = "sha256="
@@ -43,12 +44,6 @@ def new_event_id(now_ms: int | None = None) -> str:
         chars.append(_CROCKFORD[value & 31])
         value >>= 5
     return "evt_" + "".join(reversed(chars))
-
-
-def rfc3339(ms: int) -> str:
-    """UTC time with milliseconds, e.g. `2024-05-01T12:00:00.123Z`."""
-    stamp = datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
 
 
 def encode_body(
@@ -83,7 +78,7 @@ def build_event(
 ) -> WebhookEvent:
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     event_id = new_event_id(ms)
-    body = encode_body(event, event_id, rfc3339(ms), room, fields)
+    body = encode_body(event, event_id, rfc3339_from_ms(ms), room, fields)
     return WebhookEvent(
         event=event,
         event_id=event_id,

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 
-from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
 from sfu.client.clips import PacedPacketTrack
+from sfu.core.vocabulary import Role
 from sfu.ice.connection import IceConfig
 from sfu.testing.process import SfuProcess
 

@@ -14,11 +14,11 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import MediaDescription, SessionDescription
 
-from sfu.api.tokens import Role
 from sfu.client.client import SfuClient
 from sfu.client.clips import Codec, PacedPacketTrack
 from sfu.client.direct_publish import NTP_EPOCH_OFFSET_S, DirectPacer
 from sfu.client.remote import RemoteTrackInfo
+from sfu.core.vocabulary import Role
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.seams import TapReceiver
 from sfu.testing.process import SfuProcess

@@ -362,5 +362,5 @@ def test_error_subclasses_keep_their_family() -> None:
     assert errors.Draining("x").code == "draining"
     assert isinstance(errors.Draining("x"), errors.NoCapacity)
     assert errors.UnknownType("x").code == "unknown_type"
-    assert SfuError("x", code="room_full").code == "room_full"
+    assert errors.RoomFull("x").code == "room_full"
     assert SfuError("boom").to_body() == {"error": {"code": "internal_error", "message": "boom"}}

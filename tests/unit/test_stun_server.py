@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
 from sfu.config.settings import Settings
-from sfu.ice.source_limiter import Bucket, RateConfig, SourceRateLimiter, source_key
+from sfu.core.token_bucket import TokenBucket
+from sfu.ice.source_limiter import RateConfig, SourceRateLimiter, source_key
 from sfu.ice.stun_server import (
     MAX_REPLY_GROWTH,
     MAX_REQUEST_SIZE,
@@ -397,7 +398,7 @@ def test_table_is_bounded_under_a_spoofed_flood() -> None:
     assert peak - start < 5_000_000, peak - start
     # the most recent sources are the ones kept
     assert limiter.allow(v6[-1], now=1.0)
-    assert sys.getsizeof(Bucket.full(1, 1, 0)) < 100  # slots, no __dict__
+    assert sys.getsizeof(TokenBucket(1, 1, 0)) < 100  # slots, no __dict__
 
 
 def test_least_recently_seen_source_is_evicted() -> None:
@@ -412,7 +413,7 @@ def test_least_recently_seen_source_is_evicted() -> None:
 
 
 def test_clock_going_backwards_refills_nothing() -> None:
-    bucket = Bucket.full(rate=10, burst=1, now=5.0)
+    bucket = TokenBucket(rate=10, burst=1, now=5.0)
     assert bucket.take(5.0)
     assert not bucket.take(4.0)
     assert not bucket.take(5.05)

@@ -58,7 +58,7 @@ def _vod_worker(args: argparse.Namespace) -> int:
     from sfu.vod.worker import dead_json_lines, list_dead, requeue_dead, run_worker
 
     settings = load_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+    configure_logging(settings.ops.log_level, json_lines=settings.ops.log_json)
     if args.list_dead:
         sys.stdout.write(dead_json_lines(asyncio.run(list_dead(settings))))
         return 0
@@ -107,10 +107,10 @@ def _serve() -> int:
     from sfu.server import Server
 
     settings = load_settings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
+    configure_logging(settings.ops.log_level, json_lines=settings.ops.log_json)
     if settings.jwt_secret == DEV_JWT_SECRET:
         logger.warning("SFU_JWT_SECRET is the development default; set it in production")
-    if settings.event_loop == "uvloop":
+    if settings.ops.event_loop == "uvloop":
         try:
             import uvloop
 

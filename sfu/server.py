@@ -43,12 +43,12 @@ class Server:
     async def run(self) -> None:
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.http_host, self.settings.http_port)
+        site = web.TCPSite(runner, self.settings.http.host, self.settings.http.port)
         await site.start()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        logger.info("listening on %s:%d", self.settings.http_host, self.settings.http_port)
+        logger.info("listening on %s:%d", self.settings.http.host, self.settings.http.port)
         try:
             await self._stop.wait()
             await self.drain()
@@ -61,7 +61,7 @@ class Server:
     async def drain(self) -> None:
         manager = self.app[MANAGER]
         manager.draining = True
-        deadline = loop_time() + self.settings.drain_timeout_s
+        deadline = loop_time() + self.settings.ops.drain_timeout_s
         while (
             any(room.participants for room in manager.rooms.values())
             and not self._force.is_set()

@@ -55,9 +55,9 @@ def audit_line(action: str, ip: str, outcome: str, actor: str = "-", **extra: ob
 
 def make_middlewares(app: web.Application) -> list[Middleware]:
     settings = app[SETTINGS]
-    trusted = parse_networks(settings.trusted_proxies)
-    origins = frozenset(settings.cors_origins)
-    limiter = BucketTable(settings.rest_rate_per_ip, settings.rest_burst_per_ip)
+    trusted = parse_networks(settings.http.trusted_proxies)
+    origins = frozenset(settings.http.cors_origins)
+    limiter = BucketTable(settings.limits.rest_rate_per_ip, settings.limits.rest_burst_per_ip)
     app[LIMITER] = limiter
 
     @web.middleware
@@ -119,7 +119,7 @@ def make_middlewares(app: web.Application) -> list[Middleware]:
         if not limiter.take(ip, time.monotonic()):
             metrics.LIMIT_HITS.labels("rest").inc()
             audit_line(f"{request.method} {request.path}", ip, "rate_limited")
-            raise RateLimited(f"more than {settings.rest_rate_per_ip:g} requests per second")
+            raise RateLimited(f"more than {settings.limits.rest_rate_per_ip:g} requests per second")
         return await handler(request)
 
     return [client_address, cors, errors, rate_limit]

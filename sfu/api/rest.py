@@ -34,7 +34,7 @@ def _service(request: web.Request) -> None:
 
 
 def ws_url(request: web.Request) -> str:
-    public = request.app[SETTINGS].public_url
+    public = request.app[SETTINGS].http.public_url
     if public:
         base = public.rstrip("/")
         if base.startswith("https://"):
@@ -101,7 +101,7 @@ async def create_room(request: web.Request) -> web.Response:
     room_id = body.get("room_id", manager.new_room_id())
     if not isinstance(room_id, str) or not ROOM_ID_RE.fullmatch(room_id):
         raise InvalidRequest("'room_id' must match [A-Za-z0-9_-]{1,64}")
-    options = parse_room_options(body, room_id, request.app[SETTINGS].default_empty_timeout_s)
+    options = parse_room_options(body, room_id, request.app[SETTINGS].rooms.default_empty_timeout_s)
     room = manager.create(options, ws_url(request))
     return web.json_response(room.to_json(), status=201)
 

@@ -96,7 +96,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
         metrics.LIMIT_HITS.labels("ws_per_ip").inc()
         audit_line("GET /ws", ip, "too_many_sockets")
         return await _refuse(
-            ws, RateLimited(f"more than {settings.ws_per_ip} connections from one address")
+            ws, RateLimited(f"more than {settings.limits.ws_per_ip} connections from one address")
         )
     app[SOCKETS].add(ws)
     try:
@@ -118,7 +118,7 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             participant_id=participant.participant_id,
         )
         bucket = TokenBucket(
-            settings.ws_messages_per_s, settings.ws_message_burst, time.monotonic()
+            settings.limits.ws_messages_per_s, settings.limits.ws_message_burst, time.monotonic()
         )
         await _serve(ws, participant, bucket)
         return ws

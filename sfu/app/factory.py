@@ -48,34 +48,34 @@ async def _media(app: web.Application) -> AsyncIterator[None]:
     """Media ports and rooms: up before the first request, torn down after the last."""
     settings = app[SETTINGS]
     seams.install()
-    allocator = PortAllocator(settings.rtc_port_min, settings.rtc_port_max)
+    allocator = PortAllocator(settings.media.port_min, settings.media.port_max)
     ice = IceConfig(
-        addresses=settings.rtc_addresses,
-        public_ip=settings.public_ip,
+        addresses=settings.media.addresses,
+        public_ip=settings.media.public_ip,
         allocator=allocator,
-        use_ipv6=settings.rtc_ipv6,
+        use_ipv6=settings.media.ipv6,
     )
     app[ALLOCATOR] = allocator
     app[MANAGER] = RoomManager(
         events=app[EVENTS],
         ice_servers=ice_servers(settings),
-        recordings_dir=settings.recordings_root,
+        recordings_dir=settings.recording.root,
         on_recording_finalised=app[VOD_HAND_OFF],
         node_id=settings.node_id,
         ice=ice,
-        max_rooms=settings.max_rooms,
-        ice_timeout=settings.ice_timeout_s,
-        keyframe_interval=settings.keyframe_min_interval_s,
+        max_rooms=settings.rooms.max_rooms,
+        ice_timeout=settings.media.ice_timeout_s,
+        keyframe_interval=settings.media.keyframe_min_interval_s,
         ports=PortBudget(
             capacity=allocator.capacity,
-            sockets_per_connection=max(1, len(settings.rtc_addresses)),
+            sockets_per_connection=max(1, len(settings.media.addresses)),
         ),
     )
     logger.info(
         "media ports %d-%d on %s",
-        settings.rtc_port_min,
-        settings.rtc_port_max,
-        ", ".join(settings.rtc_addresses) or "all non-loopback interfaces",
+        settings.media.port_min,
+        settings.media.port_max,
+        ", ".join(settings.media.addresses) or "all non-loopback interfaces",
     )
     yield
     await app[MANAGER].close_all("node_shutdown")
@@ -87,7 +87,7 @@ async def _vod_queue(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     queue = queue_from_settings(settings)
     app[VOD_QUEUE] = queue
-    root = settings.recordings_root
+    root = settings.recording.root
 
     async def finalised(session_id: str) -> None:
         await hand_off(root, queue, session_id)
@@ -109,13 +109,13 @@ async def _recording_watch(app: web.Application) -> AsyncIterator[None]:
     recordings volume), see sfu/recording/watch.py."""
     settings = app[SETTINGS]
     manager = app[MANAGER]
-    leases = node_leases(settings.redis_url, settings.node_id, settings.recording_orphan_s)
+    leases = node_leases(settings.redis_url, settings.node_id, settings.recording.orphan_s)
     watch = RecordingWatch(
-        settings.recordings_root,
+        settings.recording.root,
         app[VOD_QUEUE],
         lambda: _live_sessions(manager),
         node_id=settings.node_id,
-        orphan_s=settings.recording_orphan_s,
+        orphan_s=settings.recording.orphan_s,
         leases=leases,
     )
     try:
@@ -164,7 +164,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
     app[SETTINGS] = settings
     app.middlewares.extend(make_middlewares(app))
-    app[WS_PER_IP] = ConcurrencyLimit(settings.ws_per_ip)
+    app[WS_PER_IP] = ConcurrencyLimit(settings.limits.ws_per_ip)
     app[SOCKETS] = weakref.WeakSet()
     app[READY_CHECKS] = []
     app[EVENTS] = RoomEvents()

@@ -1,4 +1,5 @@
-"""One frozen, typed settings object: defaults, then a TOML file, then environment variables.
+"""Reading the settings: defaults, then a TOML file, then environment variables, into one flat,
+validated model (`FlatSettings`); `sfu.config.settings` groups it into sections.
 
 The file is `config/sfu.toml` when it exists (relative to the working directory), or the path
 in `SFU_CONFIG_FILE`. Every field can be set from the environment as `SFU_<FIELD>` (upper
@@ -25,6 +26,8 @@ from pydantic_settings import (
 )
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from sfu.config.ladder import DEFAULT_LADDER_TEXT, parse_ladder
+
 DEFAULT_CONFIG_FILE = Path("config/sfu.toml")
 DEV_JWT_SECRET = "dev-secret-change-me"
 
@@ -43,8 +46,8 @@ def _config_file() -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
-class Settings(BaseSettings):
-    """Everything the SFU process can be told. Immutable once loaded."""
+class FlatSettings(BaseSettings):
+    """Every setting under its file key and environment name (`SFU_<KEY>`); immutable."""
 
     model_config = SettingsConfigDict(
         env_prefix="SFU_",
@@ -156,7 +159,7 @@ class Settings(BaseSettings):
     vod_queue_dir: Path | None = None
     """Folder of the local durable VOD job queue, used when REDIS_URL is unset; a relative
     path is resolved against data_dir. Unset: `<data_dir>/vod-queue`."""
-    vod_ladder: str = "1280x720@2500k,640x360@800k"
+    vod_ladder: str = DEFAULT_LADDER_TEXT
     """HLS renditions the VOD worker encodes: comma-separated WIDTHxHEIGHT@KBPSk."""
     vod_max_attempts: int = Field(default=3, ge=1, le=100)
     """Attempts per VOD job (a crashed worker's attempt included) before it is dead and
@@ -227,8 +230,6 @@ class Settings(BaseSettings):
     @field_validator("vod_ladder")
     @classmethod
     def _check_ladder(cls, value: str) -> str:
-        from sfu.config.ladder import parse_ladder
-
         parse_ladder(value)
         return value
 
@@ -255,27 +256,13 @@ class Settings(BaseSettings):
         return upper
 
     @model_validator(mode="after")
-    def _check_ranges(self) -> Settings:
+    def _check_ranges(self) -> FlatSettings:
         if self.rtc_port_min > self.rtc_port_max:
             raise ValueError(
                 f"SFU_RTC_PORT_MIN ({self.rtc_port_min}) is above "
                 f"SFU_RTC_PORT_MAX ({self.rtc_port_max})"
             )
         return self
-
-    @property
-    def recordings_root(self) -> Path:
-        """recordings_dir resolved against data_dir (default `<data_dir>/recordings`)."""
-        return self.data_dir / (self.recordings_dir or Path("recordings"))
-
-    @property
-    def vod_queue_root(self) -> Path:
-        """vod_queue_dir resolved against data_dir (default `<data_dir>/vod-queue`)."""
-        return self.data_dir / (self.vod_queue_dir or Path("vod-queue"))
-
-    @property
-    def rtc_port_count(self) -> int:
-        return self.rtc_port_max - self.rtc_port_min + 1
 
     @classmethod
     def settings_customise_sources(
@@ -293,10 +280,11 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Load settings, turning a validation failure into one readable SettingsError."""
+def load_flat(**overrides: Any) -> FlatSettings:
+    """Read and validate every setting, turning a failure into one readable SettingsError.
+    `overrides` are keyed like the file (`rtc_port_min=...`) and win over everything."""
     try:
-        return Settings(**overrides)
+        return FlatSettings(**overrides)
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(
             f"invalid settings: {_config_file()} is not valid TOML: {exc}"
@@ -307,7 +295,15 @@ def load_settings(**overrides: Any) -> Settings:
         lines = []
         for error in exc.errors():
             field = ".".join(str(part) for part in error["loc"])
-            env = "REDIS_URL" if field == "redis_url" else f"SFU_{field.upper()}"
-            env = env if field else "settings"
+            env = env_name(field) if field else "settings"
             lines.append(f"{env}: {error['msg']} (got {error.get('input')!r})")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None
+
+
+def env_name(key: str) -> str:
+    """The environment variable of a settings key: `SFU_<KEY>`, but REDIS_URL for redis_url."""
+    return "REDIS_URL" if key == "redis_url" else f"SFU_{key.upper()}"
+
+
+ENV_NAMES: frozenset[str] = frozenset(env_name(key) for key in FlatSettings.model_fields)
+"""Every environment variable that sets a setting (SFU_CONFIG_FILE names the file instead)."""

@@ -84,10 +84,10 @@ class StunResponder:
     @classmethod
     def from_settings(cls, settings: Settings, now: float) -> StunResponder:
         config = RateConfig(
-            rate_per_source=settings.stun_rate_per_ip,
-            burst_per_source=settings.stun_burst_per_ip,
-            rate_total=settings.stun_rate_total,
-            max_sources=settings.stun_max_sources,
+            rate_per_source=settings.stun.rate_per_ip,
+            burst_per_source=settings.stun.burst_per_ip,
+            rate_total=settings.stun.rate_total,
+            max_sources=settings.stun.max_sources,
         )
         return cls(SourceRateLimiter(config, now))
 
@@ -242,28 +242,28 @@ async def stun_ctx(app: web.Application) -> AsyncIterator[None]:
     from sfu.app.keys import SETTINGS  # here: sfu.api imports sfu.ice, not the other way
 
     settings = app[SETTINGS]
-    if not settings.stun_enabled:
+    if not settings.stun.enabled:
         logger.info("STUN responder disabled")
         yield
         return
     server = StunServer(StunResponder.from_settings(settings, time.monotonic()))
     try:
-        await server.start(settings.stun_bind, settings.stun_port)
+        await server.start(settings.stun.bind, settings.stun.port)
     except OSError as exc:
         logger.error(
             "STUN responder cannot bind udp %s:%d: %s",
-            settings.stun_bind,
-            settings.stun_port,
+            settings.stun.bind,
+            settings.stun.port,
             exc,
         )
         raise
     logger.info(
         "STUN responder on udp %s:%d (%s/s per IP, burst %d, %s/s in all)",
-        settings.stun_bind,
-        settings.stun_port,
-        settings.stun_rate_per_ip,
-        settings.stun_burst_per_ip,
-        settings.stun_rate_total,
+        settings.stun.bind,
+        settings.stun.port,
+        settings.stun.rate_per_ip,
+        settings.stun.burst_per_ip,
+        settings.stun.rate_total,
     )
     try:
         yield
@@ -273,9 +273,9 @@ async def stun_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def ice_servers(settings: Settings) -> list[dict[str, list[str]]]:
     """The `ice_servers` of `joined`: this node's STUN responder, or none when disabled."""
-    if not settings.stun_enabled:
+    if not settings.stun.enabled:
         return []
-    host = settings.stun_host
+    host = settings.stun.host
     if ":" in host and not host.startswith("["):  # an IPv6 literal (RFC 7064 URI syntax)
         host = f"[{host}]"
-    return [{"urls": [f"stun:{host}:{settings.stun_port}"]}]
+    return [{"urls": [f"stun:{host}:{settings.stun.port}"]}]

@@ -327,8 +327,8 @@ class LocalJobQueue:
 def queue_from_settings(settings: Settings) -> JobQueue:
     """Redis Stream when REDIS_URL is set, else the local queue under vod_queue_root."""
     if settings.redis_url:
-        return RedisJobQueue(settings.redis_url, max_attempts=settings.vod_max_attempts)
-    return LocalJobQueue(settings.vod_queue_root, max_attempts=settings.vod_max_attempts)
+        return RedisJobQueue(settings.redis_url, max_attempts=settings.vod.max_attempts)
+    return LocalJobQueue(settings.vod.queue_root, max_attempts=settings.vod.max_attempts)
 
 
 def finalise_crashed(session_dir: Path) -> SessionManifest:

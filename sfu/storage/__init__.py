@@ -112,10 +112,10 @@ def default_storage_url(data_dir: Path) -> str:
 
 
 def store_from_settings(settings: Settings) -> ObjectStore:
-    url = settings.storage_url or default_storage_url(settings.data_dir)
+    url = settings.storage.url or default_storage_url(settings.data_dir)
     return open_store(
         url,
-        endpoint=settings.s3_endpoint,
-        multipart_threshold_mb=settings.s3_multipart_threshold_mb,
-        multipart_chunk_mb=settings.s3_multipart_chunk_mb,
+        endpoint=settings.storage.s3_endpoint,
+        multipart_threshold_mb=settings.storage.s3_multipart_threshold_mb,
+        multipart_chunk_mb=settings.storage.s3_multipart_chunk_mb,
     )

@@ -87,18 +87,18 @@ class VodWorker:
         self.stats = WorkerStats()
         self.stop = asyncio.Event()
         self.retention = RecordingsRetention(
-            settings.recordings_root, queue, settings.recordings_retention_h * 3600
+            settings.recording.root, queue, settings.recording.retention_h * 3600
         )
 
     def _room(self, session_id: str) -> dict[str, Any]:
         try:
-            manifest = SessionManifest.read(self.settings.recordings_root / session_id / MANIFEST)
+            manifest = SessionManifest.read(self.settings.recording.root / session_id / MANIFEST)
         except (OSError, ValueError, KeyError, TypeError):
             return {"room_id": ""}
         return {"room_id": manifest.room_id}
 
     async def _heartbeat(self, job: Job) -> None:
-        interval = max(0.1, self.settings.vod_claim_idle_s / 3)
+        interval = max(0.1, self.settings.vod.claim_idle_s / 3)
         while True:
             await asyncio.sleep(interval)
             try:
@@ -115,7 +115,7 @@ class VodWorker:
             "vod: job %s: session %s, attempt %d", job.job_id, job.session_id, job.attempts + 1
         )
         began = time.monotonic()
-        session_dir = self.settings.recordings_root / job.session_id
+        session_dir = self.settings.recording.root / job.session_id
         if not session_dir.is_dir() and await self._already_published(job):
             return False
         scratch = self.settings.data_dir / "vod-work" / job.session_id
@@ -131,7 +131,7 @@ class VodWorker:
                 session_dir,
                 scratch,
                 progress=progress,
-                ladder=parse_ladder(self.settings.vod_ladder),
+                ladder=parse_ladder(self.settings.vod.ladder),
             )
             await publish_dir(self.store, job.session_id, scratch)
             await self.queue.ack(job)
@@ -213,7 +213,7 @@ class VodWorker:
             )
 
     async def _reclaim(self) -> None:
-        for job in await self.queue.reclaim(self.consumer, idle_s=self.settings.vod_claim_idle_s):
+        for job in await self.queue.reclaim(self.consumer, idle_s=self.settings.vod.claim_idle_s):
             metrics.VOD_JOBS.labels("reclaimed").inc()
             if self.stop.is_set():
                 await self.queue.fail(job, "worker stopping")  # hand it back at once
@@ -227,7 +227,7 @@ class VodWorker:
             if self.stop.is_set():
                 break
             job = await self.queue.claim(
-                self.consumer, block_s=0.0 if once else self.settings.vod_poll_s
+                self.consumer, block_s=0.0 if once else self.settings.vod.poll_s
             )
             if job is not None:
                 await self.process(job)
@@ -242,7 +242,7 @@ async def run_worker(
     """The `sfu vod-worker` process; exit status 0, or 1 if any job failed."""
     queue = queue_from_settings(settings)
     store = store_from_settings(settings)
-    webhooks = WebhookSender.from_settings(settings) if settings.webhook_url else None
+    webhooks = WebhookSender.from_settings(settings) if settings.webhooks.url else None
     if webhooks is not None:
         await webhooks.start()
     worker = VodWorker(

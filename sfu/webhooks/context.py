@@ -22,7 +22,7 @@ WEBHOOKS = web.AppKey("webhooks", WebhookSender)
 
 async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    if not settings.webhook_url:
+    if not settings.webhooks.url:
         yield
         return
     sender = WebhookSender.from_settings(settings)
@@ -33,10 +33,10 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EVENTS].add(sender)
     logger.info(
         "webhooks to %s (queue %d, %d attempts, %.1fs timeout)",
-        redact_url(settings.webhook_url),
-        settings.webhook_queue_size,
-        settings.webhook_max_attempts,
-        settings.webhook_timeout_s,
+        redact_url(settings.webhooks.url),
+        settings.webhooks.queue_size,
+        settings.webhooks.max_attempts,
+        settings.webhooks.timeout_s,
     )
     yield
     await sender.close()

@@ -94,14 +94,14 @@ class WebhookSender:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSender:
-        if not settings.webhook_url:
+        if not settings.webhooks.url:
             raise ValueError("webhook_url is not set")
         return cls(
-            settings.webhook_url,
+            settings.webhooks.url,
             settings.jwt_secret,
-            backoff=Backoff(max_attempts=settings.webhook_max_attempts),
-            timeout_s=settings.webhook_timeout_s,
-            queue_size=settings.webhook_queue_size,
+            backoff=Backoff(max_attempts=settings.webhooks.max_attempts),
+            timeout_s=settings.webhooks.timeout_s,
+            queue_size=settings.webhooks.queue_size,
         )
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ from aioice import stun
 from prometheus_client import REGISTRY
 
 from sfu.app.keys import SETTINGS
-from sfu.config.settings import Settings
+from sfu.config.settings import load_settings
 from sfu.ice.source_limiter import RateConfig, SourceRateLimiter
 from sfu.ice.stun_server import StunResponder, StunServer, stun_ctx
 from sfu.testing.process import SfuProcess, make_sfu
@@ -202,7 +202,7 @@ async def test_server_flood_is_rate_limited_and_silent(
 async def test_stun_ctx_runs_the_server_while_the_app_runs(client: Client) -> None:
     port = free_udp_port()
     app = web.Application()
-    app[SETTINGS] = Settings(stun_bind=LOCALHOST, stun_port=port, stun_enabled=True)
+    app[SETTINGS] = load_settings(stun_bind=LOCALHOST, stun_port=port, stun_enabled=True)
     ctx = stun_ctx(app)
     await ctx.__anext__()
     assert not udp_port_is_free(port)
@@ -217,7 +217,7 @@ async def test_stun_ctx_runs_the_server_while_the_app_runs(client: Client) -> No
 async def test_stun_ctx_disabled_binds_nothing() -> None:
     port = free_udp_port()
     app = web.Application()
-    app[SETTINGS] = Settings(stun_bind=LOCALHOST, stun_port=port, stun_enabled=False)
+    app[SETTINGS] = load_settings(stun_bind=LOCALHOST, stun_port=port, stun_enabled=False)
     ctx = stun_ctx(app)
     await ctx.__anext__()
     assert udp_port_is_free(port)
@@ -229,7 +229,7 @@ async def test_stun_ctx_refuses_to_start_on_a_taken_port() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind((LOCALHOST, 0))
         app = web.Application()
-        app[SETTINGS] = Settings(stun_bind=LOCALHOST, stun_port=taken.getsockname()[1])
+        app[SETTINGS] = load_settings(stun_bind=LOCALHOST, stun_port=taken.getsockname()[1])
         with pytest.raises(OSError):
             await stun_ctx(app).__anext__()
 

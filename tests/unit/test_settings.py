@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from sfu.config.loading import ENV_NAMES, FlatSettings, env_name
 from sfu.config.settings import DEV_JWT_SECRET, Settings, SettingsError, load_settings
 
 EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "sfu.example.toml"
@@ -41,14 +42,14 @@ def _error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
 
 def test_defaults_match_the_contract() -> None:
     settings = load_settings()
-    assert settings.http_port == 8080
-    assert (settings.rtc_port_min, settings.rtc_port_max) == (50000, 50200)
-    assert settings.rtc_port_count == 201
-    assert settings.stun_port == 3478
-    assert settings.stun_host == "sfu.cotept.com"
+    assert settings.http.port == 8080
+    assert (settings.media.port_min, settings.media.port_max) == (50000, 50200)
+    assert settings.media.port_count == 201
+    assert settings.stun.port == 3478
+    assert settings.stun.host == "sfu.cotept.com"
     assert settings.jwt_secret == DEV_JWT_SECRET
-    assert settings.rtc_addresses == ()
-    assert settings.public_ip is None
+    assert settings.media.addresses == ()
+    assert settings.media.public_ip is None
     assert settings.redis_url is None
     assert settings.node_id
 
@@ -74,18 +75,18 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     monkeypatch.setenv("SFU_LOG_LEVEL", "debug")
     settings = load_settings()
-    assert settings.http_port == 9090
-    assert settings.rtc_addresses == ("127.0.0.1", "10.0.0.1")
-    assert settings.rtc_port_count == 10
-    assert settings.public_ip == "203.0.113.10"
+    assert settings.http.port == 9090
+    assert settings.media.addresses == ("127.0.0.1", "10.0.0.1")
+    assert settings.media.port_count == 10
+    assert settings.media.public_ip == "203.0.113.10"
     assert settings.jwt_secret == "a-long-enough-secret"
     assert settings.redis_url == "redis://redis:6379/0"
-    assert settings.log_level == "DEBUG"
+    assert settings.ops.log_level == "DEBUG"
 
 
 def test_empty_public_ip_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SFU_PUBLIC_IP", "")
-    assert load_settings().public_ip is None
+    assert load_settings().media.public_ip is None
 
 
 def test_redis_url_by_field_name_as_override() -> None:
@@ -106,21 +107,21 @@ def test_toml_file_is_read_and_environment_beats_it(
     )
     monkeypatch.setenv("SFU_CONFIG_FILE", str(path))
     settings = load_settings()
-    assert (settings.http_port, settings.stun_port) == (7000, 3479)
-    assert settings.rtc_addresses == ("127.0.0.1",)
-    assert settings.public_ip == "198.51.100.1"
+    assert (settings.http.port, settings.stun.port) == (7000, 3479)
+    assert settings.media.addresses == ("127.0.0.1",)
+    assert settings.media.public_ip == "198.51.100.1"
     monkeypatch.setenv("SFU_HTTP_PORT", "7100")
     monkeypatch.setenv("SFU_RTC_ADDRESSES", "10.0.0.2")
     settings = load_settings()
-    assert settings.http_port == 7100
-    assert settings.rtc_addresses == ("10.0.0.2",)
-    assert settings.stun_port == 3479
+    assert settings.http.port == 7100
+    assert settings.media.addresses == ("10.0.0.2",)
+    assert settings.stun.port == 3479
 
 
 def test_config_sfu_toml_in_the_working_directory(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     _toml(tmp_path / "config", "http_port = 8181\n")
-    assert load_settings().http_port == 8181
+    assert load_settings().http.port == 8181
 
 
 def test_redis_url_in_the_toml_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -204,8 +205,41 @@ def test_settings_error_is_a_value_error() -> None:
 
 def test_settings_are_frozen() -> None:
     settings = load_settings()
-    with pytest.raises(ValidationError):
-        settings.http_port = 1
-    assert settings.http_port == 8080
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.http.port = 1  # type: ignore[misc]
+    assert settings.http.port == 8080
     assert isinstance(settings, Settings)
     assert hash(settings) == hash(load_settings(node_id=settings.node_id))
+
+
+# --- sections -------------------------------------------------------------------------------
+
+
+def _leaf_fields(value: object) -> list[str]:
+    leaves: list[str] = []
+    for item in dataclasses.fields(value):  # type: ignore[arg-type]
+        inner = getattr(value, item.name)
+        if dataclasses.is_dataclass(inner):
+            leaves.extend(f"{item.name}.{name}" for name in _leaf_fields(inner))
+        else:
+            leaves.append(item.name)
+    return leaves
+
+
+def test_every_setting_lands_in_one_section() -> None:
+    """Each key of the file (and so each SFU_* variable) is one field of one section: none
+    is dropped when the flat settings are grouped."""
+    settings = load_settings()
+    assert len(_leaf_fields(settings)) == len(FlatSettings.model_fields)
+    assert {env_name(key) for key in FlatSettings.model_fields} == ENV_NAMES
+    assert "REDIS_URL" in ENV_NAMES and "SFU_RTC_PORT_MIN" in ENV_NAMES
+
+
+def test_a_section_carries_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SFU_WEBHOOK_TIMEOUT_S", "7.5")
+    monkeypatch.setenv("SFU_RECORDINGS_DIR", "rec")
+    monkeypatch.setenv("SFU_DATA_DIR", "/srv/sfu")
+    settings = load_settings()
+    assert settings.webhooks.timeout_s == 7.5
+    assert settings.recording.root == Path("/srv/sfu/rec")
+    assert settings.vod.queue_root == Path("/srv/sfu/vod-queue")

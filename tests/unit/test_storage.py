@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sfu.config.settings import Settings
+from sfu.config.settings import load_settings
 from sfu.storage import (
     InvalidKey,
     LocalStore,
@@ -191,15 +191,15 @@ def test_store_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         if name.startswith("SFU_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
-    default = store_from_settings(Settings())
+    default = store_from_settings(load_settings())
     assert isinstance(default, LocalStore)
     assert default.root == tmp_path / "data" / "objects"
-    chosen = store_from_settings(Settings(storage_url=(tmp_path / "o").as_uri()))
+    chosen = store_from_settings(load_settings(storage_url=(tmp_path / "o").as_uri()))
     assert isinstance(chosen, LocalStore) and chosen.root == tmp_path / "o"
     with pytest.raises(ValueError):
-        Settings(storage_url="ftp://x")
+        load_settings(storage_url="ftp://x")
     with pytest.raises(ValueError):
-        Settings(s3_endpoint="127.0.0.1:9000")
+        load_settings(s3_endpoint="127.0.0.1:9000")
 
 
 def test_multipart_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,8 +213,11 @@ def test_multipart_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    defaults = Settings()
-    assert (defaults.s3_multipart_threshold_mb, defaults.s3_multipart_chunk_mb) == (64, 16)
+    defaults = load_settings()
+    assert (defaults.storage.s3_multipart_threshold_mb, defaults.storage.s3_multipart_chunk_mb) == (
+        64,
+        16,
+    )
     monkeypatch.setenv("SFU_STORAGE_URL", "s3://bucket/vod")
     monkeypatch.setenv("SFU_S3_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("SFU_S3_MULTIPART_THRESHOLD_MB", "100")

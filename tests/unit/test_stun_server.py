@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from sfu.config.settings import Settings
+from sfu.config.settings import load_settings
 from sfu.core.token_bucket import TokenBucket
 from sfu.ice.source_limiter import RateConfig, SourceRateLimiter, source_key
 from sfu.ice.stun_server import (
@@ -447,7 +447,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_responder_from_settings_uses_the_stun_limits(clean_env: None) -> None:
-    settings = Settings(stun_rate_per_ip=1, stun_burst_per_ip=3, stun_rate_total=50)
+    settings = load_settings(stun_rate_per_ip=1, stun_burst_per_ip=3, stun_rate_total=50)
     responder = StunResponder.from_settings(settings, now=0.0)
     assert [responder.handle(header(0), CLIENT, 0.0) is not None for _ in range(4)] == [
         True,
@@ -455,19 +455,21 @@ def test_responder_from_settings_uses_the_stun_limits(clean_env: None) -> None:
         True,
         False,
     ]
-    assert responder.limiter.config.max_sources == settings.stun_max_sources == 10_000
+    assert responder.limiter.config.max_sources == settings.stun.max_sources == 10_000
 
 
 def test_ice_servers_advertise_the_public_host(clean_env: None) -> None:
-    assert ice_servers(Settings()) == [{"urls": ["stun:sfu.cotept.com:3478"]}]
-    assert ice_servers(Settings(stun_host="203.0.113.5", stun_port=3479)) == [
+    assert ice_servers(load_settings()) == [{"urls": ["stun:sfu.cotept.com:3478"]}]
+    assert ice_servers(load_settings(stun_host="203.0.113.5", stun_port=3479)) == [
         {"urls": ["stun:203.0.113.5:3479"]}
     ]
-    assert ice_servers(Settings(stun_host="2001:db8::5")) == [{"urls": ["stun:[2001:db8::5]:3478"]}]
-    assert ice_servers(Settings(stun_enabled=False)) == []
+    assert ice_servers(load_settings(stun_host="2001:db8::5")) == [
+        {"urls": ["stun:[2001:db8::5]:3478"]}
+    ]
+    assert ice_servers(load_settings(stun_enabled=False)) == []
 
 
 def test_stun_bind_must_be_an_address(clean_env: None) -> None:
     with pytest.raises(ValueError):
-        Settings(stun_bind="not-an-address")
-    assert Settings(stun_bind="::").stun_bind == "::"
+        load_settings(stun_bind="not-an-address")
+    assert load_settings(stun_bind="::").stun.bind == "::"

@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from sfu.app.keys import EVENTS, SETTINGS
-from sfu.config.settings import Settings, SettingsError, load_settings
+from sfu.config.settings import SettingsError, load_settings
 from sfu.rooms.events import RoomEvents
 from sfu.webhooks import (
     SIGNATURE_HEADER,
@@ -283,13 +283,13 @@ def test_webhook_settings_defaults_and_validation(
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
-    assert settings.webhook_url is None
-    assert (settings.webhook_max_attempts, settings.webhook_timeout_s) == (6, 5.0)
-    assert settings.webhook_queue_size == 1000
+    assert settings.webhooks.url is None
+    assert (settings.webhooks.max_attempts, settings.webhooks.timeout_s) == (6, 5.0)
+    assert settings.webhooks.queue_size == 1000
     monkeypatch.setenv("SFU_WEBHOOK_URL", "https://backend.example/hooks")
-    assert load_settings().webhook_url == "https://backend.example/hooks"
+    assert load_settings().webhooks.url == "https://backend.example/hooks"
     monkeypatch.setenv("SFU_WEBHOOK_URL", "")
-    assert load_settings().webhook_url is None
+    assert load_settings().webhooks.url is None
     monkeypatch.setenv("SFU_WEBHOOK_URL", "ftp://backend.example/hooks")
     with pytest.raises(SettingsError, match="SFU_WEBHOOK_URL"):
         load_settings()
@@ -444,7 +444,7 @@ async def test_a_refused_connection_is_retried_then_failed_without_logging_secre
 
 async def test_webhooks_ctx_wires_the_sender_and_flushes_on_cleanup(receiver: Receiver) -> None:
     app = web.Application()
-    app[SETTINGS] = Settings(webhook_url=receiver.url, jwt_secret=SECRET)
+    app[SETTINGS] = load_settings(webhook_url=receiver.url, jwt_secret=SECRET)
     app[EVENTS] = RoomEvents()
     context = webhooks_ctx(app)
     await anext(context)
@@ -459,7 +459,7 @@ async def test_webhooks_ctx_wires_the_sender_and_flushes_on_cleanup(receiver: Re
 
 async def test_webhooks_ctx_does_nothing_without_a_url() -> None:
     app = web.Application()
-    app[SETTINGS] = Settings(webhook_url=None, jwt_secret=SECRET)
+    app[SETTINGS] = load_settings(webhook_url=None, jwt_secret=SECRET)
     app[EVENTS] = RoomEvents()
     context = webhooks_ctx(app)
     await anext(context)

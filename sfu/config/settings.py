@@ -1,0 +1,272 @@
+"""One frozen, typed settings object in sections: defaults, then a TOML file, then environment
+variables.
+
+The file is `config/sfu.toml` when it exists (relative to the working directory), or the path
+in `SFU_CONFIG_FILE`. Its keys are flat (`rtc_port_min = 50000`) and every key can be set from
+the environment as `SFU_<KEY>` (upper case), except `redis_url`, which is read from `REDIS_URL`
+as the production design names it; `sfu.config.loading` reads and validates them. This module
+groups them by the part of the SFU that uses them, so a part is handed its section only. A bad
+value stops start-up with a message naming the variable and what is wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sfu.config.ladder import Rendition, parse_ladder
+from sfu.config.loading import (
+    DEFAULT_CONFIG_FILE,
+    DEV_JWT_SECRET,
+    ENV_NAMES,
+    FlatSettings,
+    SettingsError,
+    env_name,
+    load_flat,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "DEV_JWT_SECRET",
+    "ENV_NAMES",
+    "Settings",
+    "SettingsError",
+    "env_name",
+    "load_settings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """REST, WebSocket signalling, probes, metrics, demo (`SFU_HTTP_*`, `SFU_PUBLIC_URL`,
+    `SFU_CORS_ORIGINS`, `SFU_TRUSTED_PROXIES`)."""
+
+    host: str
+    port: int
+    public_url: str | None
+    """Base URL browsers use to reach this node; the room object's `ws_url` is built from
+    it. None: derived from the request's Host header."""
+    cors_origins: tuple[str, ...]
+    trusted_proxies: tuple[str, ...]
+    """Networks (CIDR) whose X-Forwarded-For is believed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Abuse limits at the edge (`SFU_WS_*`, `SFU_REST_*`)."""
+
+    ws_messages_per_s: float
+    ws_message_burst: int
+    ws_per_ip: int
+    rest_rate_per_ip: float
+    rest_burst_per_ip: int
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    """ICE and the packet path (`SFU_RTC_*`, `SFU_PUBLIC_IP`, `SFU_ICE_TIMEOUT_S`,
+    `SFU_KEYFRAME_MIN_INTERVAL_S`)."""
+
+    port_min: int
+    port_max: int
+    addresses: tuple[str, ...]
+    """Local addresses to gather host candidates on; empty: the non-loopback interfaces."""
+    public_ip: str | None
+    """Address announced in host candidates instead of the bound one (NAT 1:1)."""
+    ipv6: bool
+    ice_timeout_s: float
+    keyframe_min_interval_s: float
+
+    @property
+    def port_count(self) -> int:
+        return self.port_max - self.port_min + 1
+
+
+@dataclass(frozen=True, slots=True)
+class StunSettings:
+    """The embedded STUN responder (`SFU_STUN_*`)."""
+
+    enabled: bool
+    host: str
+    """Host browsers are told to use (`stun:<host>:<port>` in `joined.ice_servers`)."""
+    port: int
+    bind: str
+    rate_per_ip: float
+    burst_per_ip: int
+    rate_total: float
+    max_sources: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomSettings:
+    """`SFU_MAX_ROOMS`, `SFU_DEFAULT_EMPTY_TIMEOUT_S`."""
+
+    max_rooms: int
+    default_empty_timeout_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Signed events to the backend (`SFU_WEBHOOK_*`)."""
+
+    url: str | None
+    max_attempts: int
+    timeout_s: float
+    queue_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """Object storage for VOD (`SFU_STORAGE_URL`, `SFU_S3_*`)."""
+
+    url: str | None
+    """`file:///dir` or `s3://bucket[/prefix]`; None: `file://<data_dir>/objects`."""
+    s3_endpoint: str | None
+    s3_multipart_threshold_mb: int
+    s3_multipart_chunk_mb: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    """The recorder and its hand-off (`SFU_RECORDINGS_DIR`, `SFU_RECORDING_ORPHAN_S`,
+    `SFU_RECORDINGS_RETENTION_H`)."""
+
+    root: Path
+    """recordings_dir resolved against data_dir (default `<data_dir>/recordings`)."""
+    orphan_s: float
+    retention_h: float
+
+
+@dataclass(frozen=True, slots=True)
+class VodSettings:
+    """The VOD job queue and worker (`SFU_VOD_*`)."""
+
+    queue_root: Path
+    """vod_queue_dir resolved against data_dir (default `<data_dir>/vod-queue`)."""
+    ladder: str
+    max_attempts: int
+    claim_idle_s: float
+    poll_s: float
+
+    @property
+    def renditions(self) -> tuple[Rendition, ...]:
+        return parse_ladder(self.ladder)
+
+
+@dataclass(frozen=True, slots=True)
+class OpsSettings:
+    """`SFU_LOG_LEVEL`, `SFU_LOG_JSON`, `SFU_DRAIN_TIMEOUT_S`, `SFU_EVENT_LOOP`."""
+
+    log_level: str
+    log_json: bool
+    drain_timeout_s: float
+    event_loop: Literal["uvloop", "asyncio"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the SFU process can be told, by section. Immutable once loaded."""
+
+    node_id: str
+    jwt_secret: str
+    redis_url: str | None
+    data_dir: Path
+    http: HttpSettings
+    limits: LimitSettings
+    media: MediaSettings
+    stun: StunSettings
+    rooms: RoomSettings
+    webhooks: WebhookSettings
+    storage: StorageSettings
+    recording: RecordingSettings
+    vod: VodSettings
+    ops: OpsSettings
+
+    @classmethod
+    def from_flat(cls, flat: FlatSettings) -> Settings:
+        return cls(
+            node_id=flat.node_id,
+            jwt_secret=flat.jwt_secret,
+            redis_url=flat.redis_url,
+            data_dir=flat.data_dir,
+            http=HttpSettings(
+                host=flat.http_host,
+                port=flat.http_port,
+                public_url=flat.public_url,
+                cors_origins=flat.cors_origins,
+                trusted_proxies=flat.trusted_proxies,
+            ),
+            limits=LimitSettings(
+                ws_messages_per_s=flat.ws_messages_per_s,
+                ws_message_burst=flat.ws_message_burst,
+                ws_per_ip=flat.ws_per_ip,
+                rest_rate_per_ip=flat.rest_rate_per_ip,
+                rest_burst_per_ip=flat.rest_burst_per_ip,
+            ),
+            media=MediaSettings(
+                port_min=flat.rtc_port_min,
+                port_max=flat.rtc_port_max,
+                addresses=flat.rtc_addresses,
+                public_ip=flat.public_ip,
+                ipv6=flat.rtc_ipv6,
+                ice_timeout_s=flat.ice_timeout_s,
+                keyframe_min_interval_s=flat.keyframe_min_interval_s,
+            ),
+            stun=StunSettings(
+                enabled=flat.stun_enabled,
+                host=flat.stun_host,
+                port=flat.stun_port,
+                bind=flat.stun_bind,
+                rate_per_ip=flat.stun_rate_per_ip,
+                burst_per_ip=flat.stun_burst_per_ip,
+                rate_total=flat.stun_rate_total,
+                max_sources=flat.stun_max_sources,
+            ),
+            rooms=RoomSettings(
+                max_rooms=flat.max_rooms,
+                default_empty_timeout_s=flat.default_empty_timeout_s,
+            ),
+            webhooks=WebhookSettings(
+                url=flat.webhook_url,
+                max_attempts=flat.webhook_max_attempts,
+                timeout_s=flat.webhook_timeout_s,
+                queue_size=flat.webhook_queue_size,
+            ),
+            storage=StorageSettings(
+                url=flat.storage_url,
+                s3_endpoint=flat.s3_endpoint,
+                s3_multipart_threshold_mb=flat.s3_multipart_threshold_mb,
+                s3_multipart_chunk_mb=flat.s3_multipart_chunk_mb,
+            ),
+            recording=RecordingSettings(
+                root=flat.data_dir / (flat.recordings_dir or Path("recordings")),
+                orphan_s=flat.recording_orphan_s,
+                retention_h=flat.recordings_retention_h,
+            ),
+            vod=VodSettings(
+                queue_root=flat.data_dir / (flat.vod_queue_dir or Path("vod-queue")),
+                ladder=flat.vod_ladder,
+                max_attempts=flat.vod_max_attempts,
+                claim_idle_s=flat.vod_claim_idle_s,
+                poll_s=flat.vod_poll_s,
+            ),
+            ops=OpsSettings(
+                log_level=flat.log_level,
+                log_json=flat.log_json,
+                drain_timeout_s=flat.drain_timeout_s,
+                event_loop=flat.event_loop,
+            ),
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Defaults, then the file, then the environment, then `overrides` (keyed like the file:
+    `load_settings(rtc_port_min=40000)`). A bad value raises SettingsError naming it."""
+    return Settings.from_flat(load_flat(**overrides))
+
+
+def default_of(key: str) -> Any:
+    """The built-in default of a settings key (`http_port` → 8080), before file and env."""
+    field = FlatSettings.model_fields[key]
+    return field.get_default(call_default_factory=True)

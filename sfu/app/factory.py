@@ -19,12 +19,10 @@ from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.ice.stun_server import ice_servers, stun_ctx
 from sfu.media import seams
+from sfu.recording.job_queue import JobQueue
 from sfu.recording.leases import node_leases
-from sfu.recording.local_queue import (
-    JobQueue,
-    hand_off,
-    queue_from_settings,
-)
+from sfu.recording.queue_factory import open_job_queue
+from sfu.recording.recovery import hand_off
 from sfu.recording.session import RecordingSession
 from sfu.recording.watch import RecordingWatch
 from sfu.rooms.events import RoomEvents
@@ -85,7 +83,7 @@ async def _vod_queue(app: web.Application) -> AsyncIterator[None]:
     """The hand-off to the VOD pipeline: Redis Stream when REDIS_URL is set, else a local
     durable queue (recovery of what a crash left behind: `_recording_watch`)."""
     settings = app[SETTINGS]
-    queue = queue_from_settings(settings)
+    queue = open_job_queue(settings.redis_url, settings.vod)
     app[VOD_QUEUE] = queue
     root = settings.recording.root
 

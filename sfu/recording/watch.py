@@ -24,8 +24,9 @@ import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from sfu.recording.job_queue import JobQueue
 from sfu.recording.leases import NodeLeases, NoNodeLeases
-from sfu.recording.local_queue import JobQueue, recover_unfinished, recover_unqueued
+from sfu.recording.recovery import recover_unfinished, recover_unqueued
 from sfu.recording.session import RecordingSession
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from aiortc.codecs import is_rtx
 
 from sfu import background
 from sfu.media.publisher import PublishedTrack
-from sfu.recording import RecordingSession, TrackRecorder
+from sfu.recording.recorder import TrackRecorder
+from sfu.recording.session import RecordingSession
 
 logger = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ from redis.exceptions import RedisError
 from sfu import metrics
 from sfu.config.ladder import parse_ladder
 from sfu.config.settings import Settings
-from sfu.recording.local_queue import DeadJob, Job, JobQueue, queue_from_settings
+from sfu.recording.job_queue import DeadJob, Job, JobQueue
+from sfu.recording.queue_factory import open_job_queue
 from sfu.recording.session import MANIFEST, SessionManifest
 from sfu.storage import ObjectStore, store_from_settings
 from sfu.storage.base import StorageError
@@ -240,7 +241,7 @@ async def run_worker(
     settings: Settings, *, once: bool, consumer: str, progress_bar: bool = False
 ) -> int:
     """The `sfu vod-worker` process; exit status 0, or 1 if any job failed."""
-    queue = queue_from_settings(settings)
+    queue = open_job_queue(settings.redis_url, settings.vod)
     store = store_from_settings(settings)
     webhooks = WebhookSender.from_settings(settings) if settings.webhooks.url else None
     if webhooks is not None:
@@ -274,7 +275,7 @@ async def run_worker(
 
 async def list_dead(settings: Settings) -> list[DeadJob]:
     """The queue's dead letters (`sfu vod-worker --list-dead`)."""
-    queue = queue_from_settings(settings)
+    queue = open_job_queue(settings.redis_url, settings.vod)
     try:
         return await queue.list_dead()
     finally:
@@ -288,7 +289,7 @@ def dead_json_lines(jobs: list[DeadJob]) -> str:
 async def requeue_dead(settings: Settings, session_id: str) -> bool:
     """Put a dead session back in the queue with its attempts reset (`--requeue`); False if
     the queue has no dead job for it."""
-    queue = queue_from_settings(settings)
+    queue = open_job_queue(settings.redis_url, settings.vod)
     try:
         return await queue.requeue(session_id)
     finally:

@@ -13,7 +13,7 @@ import aiohttp.web
 import pytest
 import redis.asyncio as aioredis
 
-from sfu.recording.local_queue import RedisJobQueue
+from sfu.recording.redis_queue import RedisJobQueue
 from sfu.testing.process import free_tcp_port, redis_server
 from tests.integration.test_vod_worker import (
     PREFIX,

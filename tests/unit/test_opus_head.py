@@ -13,9 +13,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from sfu.client.clips import get_clip, load_clip
-from sfu.recording import TrackRecorder
 from sfu.recording.assembler import Frame
 from sfu.recording.bitstream import OPUS_HEAD_SIZE, OpusHead
+from sfu.recording.recorder import TrackRecorder
 from sfu.recording.writer import MatroskaWriter
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)

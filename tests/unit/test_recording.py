@@ -18,10 +18,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sfu.client.clips import Clip, Codec, EncodedUnit, get_clip, load_clip
-from sfu.recording import FrameAssembler, RecordingSession, TrackRecorder, find_unfinished
-from sfu.recording.assembler import AUDIO_START_HOLD, Frame
+from sfu.recording.assembler import AUDIO_START_HOLD, Frame, FrameAssembler
 from sfu.recording.bitstream import annexb_nal_units, frame_dimensions
-from sfu.recording.session import SessionManifest
+from sfu.recording.recorder import TrackRecorder
+from sfu.recording.session import RecordingSession, SessionManifest, find_unfinished
 from tests.support.media_files import CODECS, packetize
 
 

@@ -7,7 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from sfu.recording.local_queue import LocalJobQueue, hand_off
+from sfu.recording.local_queue import LocalJobQueue
+from sfu.recording.recovery import hand_off
 from sfu.recording.session import HEARTBEAT, RecordingSession
 from sfu.vod.retention import PUBLISHED_MARKER, RecordingsRetention
 

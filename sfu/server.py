@@ -15,7 +15,7 @@ import signal
 from aiohttp import web
 
 from sfu.app.factory import create_app
-from sfu.app.keys import MANAGER
+from sfu.app.keys import EDGE
 from sfu.config.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class Server:
         logger.info("stopped")
 
     async def drain(self) -> None:
-        manager = self.app[MANAGER]
+        manager = self.app[EDGE].manager
         manager.draining = True
         deadline = loop_time() + self.settings.ops.drain_timeout_s
         while (

@@ -5,7 +5,6 @@ rate limit."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -13,10 +12,9 @@ from aiohttp.typedefs import Middleware
 
 from sfu import metrics
 from sfu.api.clientip import client_ip, parse_networks
+from sfu.api.edge_state import EdgeState
 from sfu.api.error_mapping import http_status
-from sfu.app.keys import LIMITER, SETTINGS
 from sfu.core.errors import MethodNotAllowed, NotFound, RateLimited, SfuError
-from sfu.core.token_bucket import BucketTable
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("sfu.audit")
@@ -53,12 +51,11 @@ def audit_line(action: str, ip: str, outcome: str, actor: str = "-", **extra: ob
     )
 
 
-def make_middlewares(app: web.Application) -> list[Middleware]:
-    settings = app[SETTINGS]
+def make_middlewares(edge: EdgeState) -> list[Middleware]:
+    settings = edge.settings
     trusted = parse_networks(settings.http.trusted_proxies)
     origins = frozenset(settings.http.cors_origins)
-    limiter = BucketTable(settings.limits.rest_rate_per_ip, settings.limits.rest_burst_per_ip)
-    app[LIMITER] = limiter
+    limiter = edge.limiter
 
     @web.middleware
     async def client_address(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -116,7 +113,7 @@ def make_middlewares(app: web.Application) -> list[Middleware]:
         if request.path in UNLIMITED_PATHS or request.path == "/ws":
             return await handler(request)
         ip = request_ip(request)
-        if not limiter.take(ip, time.monotonic()):
+        if not limiter.take(ip, edge.clock()):
             metrics.LIMIT_HITS.labels("rest").inc()
             audit_line(f"{request.method} {request.path}", ip, "rate_limited")
             raise RateLimited(f"more than {settings.limits.rest_rate_per_ip:g} requests per second")

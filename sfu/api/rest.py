@@ -11,9 +11,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu import metrics
+from sfu.api.edge_state import EdgeState
 from sfu.api.middleware import ACTOR, error_response
 from sfu.api.tokens import verify_service_token
-from sfu.app.keys import MANAGER, READY_CHECKS, SETTINGS
 from sfu.core.errors import DependencyUnavailable, Draining, InvalidRequest, Unauthorized
 from sfu.core.vocabulary import ROOM_ID_RE
 from sfu.rooms.models import RoomOptions
@@ -24,17 +24,17 @@ MAX_BODY_BYTES = 16 * 1024
 MAX_METADATA_BYTES = 4 * 1024
 
 
-def _service(request: web.Request) -> None:
+def _service(request: web.Request, secret: str) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("a service token is required (Authorization: Bearer ...)")
-    verify_service_token(request.app[SETTINGS].jwt_secret, token.strip())
+    verify_service_token(secret, token.strip())
     request[ACTOR] = "service"
 
 
-def ws_url(request: web.Request) -> str:
-    public = request.app[SETTINGS].http.public_url
+def ws_url(request: web.Request, public: str | None) -> str:
+    """Where participants connect: from SFU_PUBLIC_URL, else from the request's Host."""
     if public:
         base = public.rstrip("/")
         if base.startswith("https://"):
@@ -94,56 +94,58 @@ def parse_room_options(body: dict[str, Any], room_id: str, default_timeout: int)
     )
 
 
-async def create_room(request: web.Request) -> web.Response:
-    _service(request)
-    body = await _body(request)
-    manager = request.app[MANAGER]
-    room_id = body.get("room_id", manager.new_room_id())
-    if not isinstance(room_id, str) or not ROOM_ID_RE.fullmatch(room_id):
-        raise InvalidRequest("'room_id' must match [A-Za-z0-9_-]{1,64}")
-    options = parse_room_options(body, room_id, request.app[SETTINGS].rooms.default_empty_timeout_s)
-    room = manager.create(options, ws_url(request))
-    return web.json_response(room.to_json(), status=201)
+class RestApi:
+    """The REST handlers, bound to the edge state they serve."""
 
+    def __init__(self, edge: EdgeState) -> None:
+        self.edge = edge
 
-async def list_rooms(request: web.Request) -> web.Response:
-    _service(request)
-    rooms = [r.to_json() for r in request.app[MANAGER].rooms.values() if not r.closed]
-    return web.json_response({"rooms": rooms})
+    async def create_room(self, request: web.Request) -> web.Response:
+        _service(request, self.edge.settings.jwt_secret)
+        body = await _body(request)
+        manager = self.edge.manager
+        room_id = body.get("room_id", manager.new_room_id())
+        if not isinstance(room_id, str) or not ROOM_ID_RE.fullmatch(room_id):
+            raise InvalidRequest("'room_id' must match [A-Za-z0-9_-]{1,64}")
+        options = parse_room_options(
+            body, room_id, self.edge.settings.rooms.default_empty_timeout_s
+        )
+        room = manager.create(options, ws_url(request, self.edge.settings.http.public_url))
+        return web.json_response(room.to_json(), status=201)
 
+    async def list_rooms(self, request: web.Request) -> web.Response:
+        _service(request, self.edge.settings.jwt_secret)
+        rooms = [r.to_json() for r in self.edge.manager.rooms.values() if not r.closed]
+        return web.json_response({"rooms": rooms})
 
-async def get_room(request: web.Request) -> web.Response:
-    _service(request)
-    return web.json_response(request.app[MANAGER].get(request.match_info["room_id"]).to_json())
+    async def get_room(self, request: web.Request) -> web.Response:
+        _service(request, self.edge.settings.jwt_secret)
+        return web.json_response(self.edge.manager.get(request.match_info["room_id"]).to_json())
 
+    async def delete_room(self, request: web.Request) -> web.Response:
+        _service(request, self.edge.settings.jwt_secret)
+        room_id = request.match_info["room_id"]
+        room = await self.edge.manager.delete(room_id, "deleted")
+        recording = room.recording.to_json() if room.recording else None
+        return web.json_response({"room_id": room_id, "recording": recording})
 
-async def delete_room(request: web.Request) -> web.Response:
-    _service(request)
-    room_id = request.match_info["room_id"]
-    room = await request.app[MANAGER].delete(room_id, "deleted")
-    recording = room.recording.to_json() if room.recording else None
-    return web.json_response({"room_id": room_id, "recording": recording})
+    async def kick(self, request: web.Request) -> web.Response:
+        _service(request, self.edge.settings.jwt_secret)
+        room_id, pid = request.match_info["room_id"], request.match_info["participant_id"]
+        await self.edge.manager.kick(room_id, pid)
+        return web.Response(status=204)
 
+    async def health(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
-async def kick(request: web.Request) -> web.Response:
-    _service(request)
-    room_id, pid = request.match_info["room_id"], request.match_info["participant_id"]
-    await request.app[MANAGER].kick(room_id, pid)
-    return web.Response(status=204)
-
-
-async def health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def ready(request: web.Request) -> web.Response:
-    if request.app[MANAGER].draining:
-        return error_response(Draining("node is draining"))
-    for check in request.app[READY_CHECKS]:
-        problem = await check()
-        if problem:
-            return error_response(DependencyUnavailable(problem))
-    return web.json_response({"status": "ready"})
+    async def ready(self, request: web.Request) -> web.Response:
+        if self.edge.manager.draining:
+            return error_response(Draining("node is draining"))
+        for check in self.edge.ready_checks:
+            problem = await check()
+            if problem:
+                return error_response(DependencyUnavailable(problem))
+        return web.json_response({"status": "ready"})
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -154,12 +156,13 @@ async def metrics_handler(request: web.Request) -> web.Response:
     return response
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
+def add_routes(app: web.Application, edge: EdgeState) -> None:
+    api = RestApi(edge)
+    app.router.add_get("/health", api.health)
+    app.router.add_get("/ready", api.ready)
     app.router.add_get("/metrics", metrics_handler)
-    app.router.add_post("/rooms", create_room)
-    app.router.add_get("/rooms", list_rooms)
-    app.router.add_get("/rooms/{room_id}", get_room)
-    app.router.add_delete("/rooms/{room_id}", delete_room)
-    app.router.add_delete("/rooms/{room_id}/participants/{participant_id}", kick)
+    app.router.add_post("/rooms", api.create_room)
+    app.router.add_get("/rooms", api.list_rooms)
+    app.router.add_get("/rooms/{room_id}", api.get_room)
+    app.router.add_delete("/rooms/{room_id}", api.delete_room)
+    app.router.add_delete("/rooms/{room_id}/participants/{participant_id}", api.kick)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import jwt
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import metrics
+from sfu.api.edge_state import EdgeState
 from sfu.api.error_mapping import ws_close_code
 from sfu.api.messages import (
     MAX_MESSAGE_BYTES,
@@ -26,7 +27,6 @@ from sfu.api.messages import (
 )
 from sfu.api.middleware import audit_line, request_ip
 from sfu.api.tokens import verify_participant_token
-from sfu.app.keys import LIMITER, MANAGER, SETTINGS, SOCKETS, WS_PER_IP
 from sfu.core.errors import Draining, InvalidMessage, MessageTooLarge, RateLimited, SfuError
 from sfu.core.token_bucket import TokenBucket
 from sfu.rooms.participant import Participant
@@ -82,28 +82,36 @@ async def _refuse(ws: web.WebSocketResponse, error: SfuError) -> web.WebSocketRe
     return ws
 
 
-async def ws_handler(request: web.Request) -> web.StreamResponse:
-    app = request.app
-    settings = app[SETTINGS]
+def make_ws_handler(edge: EdgeState) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """`GET /ws`, bound to the edge state it serves."""
+
+    async def ws_handler(request: web.Request) -> web.StreamResponse:
+        return await _ws(edge, request)
+
+    return ws_handler
+
+
+async def _ws(edge: EdgeState, request: web.Request) -> web.StreamResponse:
+    settings = edge.settings
     ip = request_ip(request)
     ws = SignallingSocket(max_msg_size=READ_LIMIT, heartbeat=20.0, compress=False)
     await ws.prepare(request)
-    if not app[LIMITER].take(ip, time.monotonic()):
+    if not edge.limiter.take(ip, edge.clock()):
         metrics.LIMIT_HITS.labels("ws_connect").inc()
         audit_line("GET /ws", ip, "rate_limited")
         return await _refuse(ws, RateLimited("too many connection attempts"))
-    if not app[WS_PER_IP].acquire(ip):
+    if not edge.ws_per_ip.acquire(ip):
         metrics.LIMIT_HITS.labels("ws_per_ip").inc()
         audit_line("GET /ws", ip, "too_many_sockets")
         return await _refuse(
             ws, RateLimited(f"more than {settings.limits.ws_per_ip} connections from one address")
         )
-    app[SOCKETS].add(ws)
+    edge.sockets.add(ws)
     try:
         try:
             grant = verify_participant_token(settings.jwt_secret, request.query.get("token", ""))
-            room = app[MANAGER].get(grant.room_id)
-            if app[MANAGER].draining:
+            room = edge.manager.get(grant.room_id)
+            if edge.manager.draining:
                 raise Draining("node is draining")
             participant = await room.join(grant, WsSignal(ws))
         except SfuError as exc:
@@ -118,13 +126,13 @@ async def ws_handler(request: web.Request) -> web.StreamResponse:
             participant_id=participant.participant_id,
         )
         bucket = TokenBucket(
-            settings.limits.ws_messages_per_s, settings.limits.ws_message_burst, time.monotonic()
+            settings.limits.ws_messages_per_s, settings.limits.ws_message_burst, edge.clock()
         )
-        await _serve(ws, participant, bucket)
+        await _serve(ws, participant, bucket, edge.clock)
         return ws
     finally:
-        app[SOCKETS].discard(ws)
-        app[WS_PER_IP].release(ip)
+        edge.sockets.discard(ws)
+        edge.ws_per_ip.release(ip)
 
 
 def _actor_of(request: web.Request) -> str:
@@ -138,13 +146,18 @@ def _actor_of(request: web.Request) -> str:
     return f"claimed:{str(sub)[:64]}" if sub else "-"
 
 
-async def _serve(ws: web.WebSocketResponse, participant: Participant, bucket: TokenBucket) -> None:
+async def _serve(
+    ws: web.WebSocketResponse,
+    participant: Participant,
+    bucket: TokenBucket,
+    clock: Callable[[], float],
+) -> None:
     room = participant.room
     signal = participant.signal
     leave_reason: SfuError | None = None
     try:
         async for msg in ws:
-            if not bucket.take(time.monotonic()):
+            if not bucket.take(clock()):
                 leave_reason = RateLimited("too many messages")
                 break
             if msg.type == WSMsgType.TEXT:

@@ -1,28 +1,25 @@
-"""Typed application keys for the state the aiohttp app holds."""
+"""Every typed key of the aiohttp app's state, in one place. Only the wiring (sfu/app/) and the
+process around it (sfu/server.py) read them; the edge is handed its `EdgeState`."""
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
-from sfu.api.limits import ConcurrencyLimit
+from sfu.api.edge_state import EdgeState
 from sfu.config.settings import Settings
-from sfu.core.token_bucket import BucketTable
 from sfu.ice.ports import PortAllocator
+from sfu.recording.job_queue import JobQueue
 from sfu.rooms.events import RoomEvents
-from sfu.rooms.manager import RoomManager
+from sfu.rooms.recording import OnFinalised
+from sfu.webhooks.sender import WebhookSender
 
 SETTINGS = web.AppKey("settings", Settings)
-MANAGER = web.AppKey("manager", RoomManager)
+EDGE = web.AppKey("edge", EdgeState)
+"""What the REST and WebSocket handlers serve: the room manager (once started), limits,
+open sockets, readiness checks."""
 EVENTS = web.AppKey("events", RoomEvents)
 ALLOCATOR = web.AppKey("allocator", PortAllocator)
-LIMITER = web.AppKey("limiter", BucketTable)
-"""Per-IP request rate: REST requests and WebSocket handshakes."""
-WS_PER_IP = web.AppKey("ws_per_ip", ConcurrencyLimit)
-SOCKETS = web.AppKey[weakref.WeakSet[web.WebSocketResponse]]("sockets")
-
-ReadyCheck = Callable[[], Awaitable[str | None]]
-READY_CHECKS = web.AppKey[list[ReadyCheck]]("ready_checks")
-"""Each returns None when its dependency is fine, or what is wrong."""
+VOD_QUEUE = web.AppKey("vod_queue", JobQueue)
+VOD_HAND_OFF: web.AppKey[OnFinalised] = web.AppKey("vod_hand_off")
+WEBHOOKS = web.AppKey("webhooks", WebhookSender)
+"""The running sender, when `webhook_url` is set."""

@@ -5,21 +5,3 @@ sockets through a `PortAllocator`, announces the public IP, never contacts STUN/
 drops remote mDNS candidates and junk datagrams. aiortc picks it up once
 `make_connection_factory(config)` is installed as `aiortc.rtcicetransport.Connection`.
 """
-
-from sfu.ice.connection import (
-    IceConfig,
-    SfuConnection,
-    SfuStunProtocol,
-    make_connection_factory,
-)
-from sfu.ice.ports import PortAllocator, PortsExhausted, candidate_ports
-
-__all__ = [
-    "IceConfig",
-    "PortAllocator",
-    "PortsExhausted",
-    "SfuConnection",
-    "SfuStunProtocol",
-    "candidate_ports",
-    "make_connection_factory",
-]

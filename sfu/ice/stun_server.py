@@ -1,8 +1,9 @@
 """The embedded STUN responder (contract §4): RFC 8489 Binding requests on UDP `stun_port`.
 
 `StunResponder` is the protocol, without sockets: `handle(data, addr, now)` returns the reply
-to send back to `addr`, or None. `StunServer` is the asyncio glue around it, `stun_ctx` the
-aiohttp `cleanup_ctx` that runs one, and `ice_servers(settings)` what `joined` advertises.
+to send back to `addr`, or None. `StunServer` is the asyncio glue around it,
+`open_stun_server(stun)` starts one for the app's cleanup context, and `ice_servers(stun)` is
+what `joined` advertises.
 
 What gets an answer: a Binding request (RFC 8489 section 6) with the magic cookie, a body
 length matching the datagram, at most `MAX_REQUEST_SIZE` bytes, well-formed attributes, only
@@ -35,13 +36,12 @@ import ipaddress
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
-from aiohttp import web
 from aioice import stun
 
-from sfu.config.settings import Settings
+from sfu.config.settings import StunSettings
 from sfu.ice.source_limiter import RateConfig, SourceRateLimiter
 from sfu.metrics import STUN_REQUESTS
 
@@ -82,12 +82,12 @@ class StunResponder:
         self.software = software or None
 
     @classmethod
-    def from_settings(cls, settings: Settings, now: float) -> StunResponder:
+    def from_settings(cls, stun: StunSettings, now: float) -> StunResponder:
         config = RateConfig(
-            rate_per_source=settings.stun.rate_per_ip,
-            burst_per_source=settings.stun.burst_per_ip,
-            rate_total=settings.stun.rate_total,
-            max_sources=settings.stun.max_sources,
+            rate_per_source=stun.rate_per_ip,
+            burst_per_source=stun.burst_per_ip,
+            rate_total=stun.rate_total,
+            max_sources=stun.max_sources,
         )
         return cls(SourceRateLimiter(config, now))
 
@@ -236,46 +236,34 @@ class StunServer:
             transport.close()
 
 
-async def stun_ctx(app: web.Application) -> AsyncIterator[None]:
-    """aiohttp cleanup_ctx: the STUN responder on `stun_bind`:`stun_port` while the app runs
-    (nothing when `stun_enabled` is false). A port that cannot be bound stops start-up."""
-    from sfu.app.keys import SETTINGS  # here: sfu.api imports sfu.ice, not the other way
-
-    settings = app[SETTINGS]
-    if not settings.stun.enabled:
+async def open_stun_server(stun: StunSettings, now: float) -> StunServer | None:
+    """The STUN responder on `stun.bind`:`stun.port`, started; None when it is disabled. A
+    port that cannot be bound raises OSError (start-up stops)."""
+    if not stun.enabled:
         logger.info("STUN responder disabled")
-        yield
-        return
-    server = StunServer(StunResponder.from_settings(settings, time.monotonic()))
+        return None
+    server = StunServer(StunResponder.from_settings(stun, now))
     try:
-        await server.start(settings.stun.bind, settings.stun.port)
+        await server.start(stun.bind, stun.port)
     except OSError as exc:
-        logger.error(
-            "STUN responder cannot bind udp %s:%d: %s",
-            settings.stun.bind,
-            settings.stun.port,
-            exc,
-        )
+        logger.error("STUN responder cannot bind udp %s:%d: %s", stun.bind, stun.port, exc)
         raise
     logger.info(
         "STUN responder on udp %s:%d (%s/s per IP, burst %d, %s/s in all)",
-        settings.stun.bind,
-        settings.stun.port,
-        settings.stun.rate_per_ip,
-        settings.stun.burst_per_ip,
-        settings.stun.rate_total,
+        stun.bind,
+        stun.port,
+        stun.rate_per_ip,
+        stun.burst_per_ip,
+        stun.rate_total,
     )
-    try:
-        yield
-    finally:
-        server.close()
+    return server
 
 
-def ice_servers(settings: Settings) -> list[dict[str, list[str]]]:
+def ice_servers(stun: StunSettings) -> list[dict[str, list[str]]]:
     """The `ice_servers` of `joined`: this node's STUN responder, or none when disabled."""
-    if not settings.stun.enabled:
+    if not stun.enabled:
         return []
-    host = settings.stun.host
+    host = stun.host
     if ":" in host and not host.startswith("["):  # an IPv6 literal (RFC 7064 URI syntax)
         host = f"[{host}]"
-    return [{"urls": [f"stun:{host}:{settings.stun.port}"]}]
+    return [{"urls": [f"stun:{host}:{stun.port}"]}]

@@ -35,7 +35,7 @@ from sfu.storage.base import StorageError
 from sfu.vod.publish import publish_dir, vod_prefix
 from sfu.vod.render import render_session
 from sfu.vod.retention import RecordingsRetention
-from sfu.webhooks import WebhookSender
+from sfu.webhooks.sender import WebhookSender
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,11 @@ async def run_worker(
     """The `sfu vod-worker` process; exit status 0, or 1 if any job failed."""
     queue = open_job_queue(settings.redis_url, settings.vod)
     store = store_from_settings(settings)
-    webhooks = WebhookSender.from_settings(settings) if settings.webhooks.url else None
+    webhooks = (
+        WebhookSender.from_settings(settings.webhooks, settings.jwt_secret)
+        if settings.webhooks.url
+        else None
+    )
     if webhooks is not None:
         await webhooks.start()
     worker = VodWorker(

@@ -18,7 +18,7 @@ import aiohttp
 from yarl import URL
 
 from sfu import metrics
-from sfu.config.settings import Settings
+from sfu.config.settings import WebhookSettings
 from sfu.webhooks.payload import SIGNATURE_HEADER, WebhookEvent, build_event
 from sfu.webhooks.policy import Backoff, Verdict, classify, parse_retry_after
 from sfu.webhooks.queue import PendingEvents
@@ -93,15 +93,16 @@ class WebhookSender:
         self._failures_in_burst = 0
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> WebhookSender:
-        if not settings.webhooks.url:
+    def from_settings(cls, webhooks: WebhookSettings, secret: str) -> WebhookSender:
+        """A sender to `webhooks.url`, signing with `secret` (SFU_JWT_SECRET)."""
+        if not webhooks.url:
             raise ValueError("webhook_url is not set")
         return cls(
-            settings.webhooks.url,
-            settings.jwt_secret,
-            backoff=Backoff(max_attempts=settings.webhooks.max_attempts),
-            timeout_s=settings.webhooks.timeout_s,
-            queue_size=settings.webhooks.queue_size,
+            webhooks.url,
+            secret,
+            backoff=Backoff(max_attempts=webhooks.max_attempts),
+            timeout_s=webhooks.timeout_s,
+            queue_size=webhooks.queue_size,
         )
 
     def __repr__(self) -> str:

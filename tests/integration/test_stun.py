@@ -1,4 +1,4 @@
-"""The embedded STUN responder over real UDP on 127.0.0.1: StunServer and stun_ctx in this
+"""The embedded STUN responder over real UDP on 127.0.0.1: StunServer and the app's stun_ctx in this
 process, then the SFU process answering on SFU_STUN_PORT (needs `stun_ctx` in create_app)."""
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from aiohttp import web
 from aioice import stun
 from prometheus_client import REGISTRY
 
+from sfu.app.contexts import stun_ctx
 from sfu.app.keys import SETTINGS
 from sfu.config.settings import load_settings
 from sfu.ice.source_limiter import RateConfig, SourceRateLimiter
-from sfu.ice.stun_server import StunResponder, StunServer, stun_ctx
+from sfu.ice.stun_server import StunResponder, StunServer
 from sfu.testing.process import SfuProcess, make_sfu
 
 LOCALHOST = "127.0.0.1"

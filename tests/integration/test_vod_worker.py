@@ -19,7 +19,7 @@ import pytest
 
 from sfu.recording.local_queue import LocalJobQueue
 from sfu.testing.process import free_tcp_port
-from sfu.webhooks import SIGNATURE_HEADER, verify_signature
+from sfu.webhooks.payload import SIGNATURE_HEADER, verify_signature
 from tests.support.media_files import write_opus_tone, write_vp8_track
 
 SESSION_ID = "sess-vod-1"

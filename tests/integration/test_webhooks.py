@@ -17,7 +17,7 @@ from aiohttp import web
 from sfu.client.client import SfuClient
 from sfu.core.vocabulary import Role
 from sfu.testing.process import TEST_SECRET, SfuProcess, free_tcp_port, make_sfu
-from sfu.webhooks import SIGNATURE_HEADER, verify_signature
+from sfu.webhooks.payload import SIGNATURE_HEADER, verify_signature
 from tests.integration.conftest import LOOPBACK, camera, create_room
 
 

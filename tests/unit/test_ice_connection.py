@@ -19,8 +19,8 @@ from aioice.candidate import Candidate
 from aiortc import RTCConfiguration, RTCPeerConnection
 from prometheus_client import REGISTRY
 
-from sfu.ice import IceConfig, PortAllocator, PortsExhausted, SfuConnection
-from sfu.ice.connection import SfuStunProtocol, make_connection_factory
+from sfu.ice.connection import IceConfig, SfuConnection, SfuStunProtocol, make_connection_factory
+from sfu.ice.ports import PortAllocator, PortsExhausted
 
 LOCALHOST = "127.0.0.1"
 WAIT = 10.0

@@ -448,7 +448,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_responder_from_settings_uses_the_stun_limits(clean_env: None) -> None:
     settings = load_settings(stun_rate_per_ip=1, stun_burst_per_ip=3, stun_rate_total=50)
-    responder = StunResponder.from_settings(settings, now=0.0)
+    responder = StunResponder.from_settings(settings.stun, now=0.0)
     assert [responder.handle(header(0), CLIENT, 0.0) is not None for _ in range(4)] == [
         True,
         True,

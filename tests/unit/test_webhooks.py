@@ -21,26 +21,22 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from sfu.app.keys import EVENTS, SETTINGS
+from sfu.app.contexts import webhooks_ctx
+from sfu.app.keys import EVENTS, SETTINGS, WEBHOOKS
 from sfu.config.settings import SettingsError, load_settings
 from sfu.rooms.events import RoomEvents
-from sfu.webhooks import (
+from sfu.webhooks.payload import (
     SIGNATURE_HEADER,
-    WEBHOOKS,
-    Backoff,
-    PendingEvents,
-    Verdict,
     WebhookEvent,
-    WebhookSender,
     build_event,
-    classify,
     encode_body,
     new_event_id,
-    parse_retry_after,
     sign,
     verify_signature,
-    webhooks_ctx,
 )
+from sfu.webhooks.policy import Backoff, Verdict, classify, parse_retry_after
+from sfu.webhooks.queue import PendingEvents
+from sfu.webhooks.sender import WebhookSender
 
 SECRET = "unit-test-webhook-secret-0123456789"
 FAST = Backoff(base_s=0.01, max_s=0.05, max_attempts=6)

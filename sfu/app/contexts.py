@@ -1,0 +1,181 @@
+"""Every resource the SFU process holds, as aiohttp cleanup contexts (start-up before `yield`,
+clean-up after) and shutdown hooks. `create_app` (sfu/app/factory.py) registers them in order;
+clean-up runs in reverse."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from sfu.app.keys import ALLOCATOR, EDGE, EVENTS, SETTINGS, VOD_HAND_OFF, VOD_QUEUE, WEBHOOKS
+from sfu.config.settings import DEV_JWT_SECRET
+from sfu.ice.connection import IceConfig
+from sfu.ice.ports import PortAllocator
+from sfu.ice.stun_server import ice_servers, open_stun_server
+from sfu.media import seams
+from sfu.recording.leases import node_leases
+from sfu.recording.queue_factory import open_job_queue
+from sfu.recording.recovery import hand_off
+from sfu.recording.session import RecordingSession
+from sfu.recording.watch import RecordingWatch
+from sfu.rooms.manager import RoomManager
+from sfu.rooms.port_budget import PortBudget
+from sfu.webhooks.sender import WebhookSender, redact_url
+
+logger = logging.getLogger(__name__)
+
+
+async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The webhook sender, when `webhook_url` is set. Registered before the media context, so
+    it is torn down after it: the `room_finished` events the media context emits while
+    closing rooms are still queued and flushed."""
+    settings = app[SETTINGS]
+    if not settings.webhooks.url:
+        yield
+        return
+    sender = WebhookSender.from_settings(settings.webhooks, settings.jwt_secret)
+    if settings.jwt_secret == DEV_JWT_SECRET:
+        logger.warning("webhooks are signed with the development secret; set SFU_JWT_SECRET")
+    await sender.start()
+    app[WEBHOOKS] = sender
+    app[EVENTS].add(sender)
+    logger.info(
+        "webhooks to %s (queue %d, %d attempts, %.1fs timeout)",
+        redact_url(settings.webhooks.url),
+        settings.webhooks.queue_size,
+        settings.webhooks.max_attempts,
+        settings.webhooks.timeout_s,
+    )
+    yield
+    await sender.close()
+
+
+async def vod_queue(app: web.Application) -> AsyncIterator[None]:
+    """The hand-off to the VOD pipeline: Redis Stream when REDIS_URL is set, else a local
+    durable queue (recovery of what a crash left behind: `_recording_watch`)."""
+    settings = app[SETTINGS]
+    queue = open_job_queue(settings.redis_url, settings.vod)
+    app[VOD_QUEUE] = queue
+    root = settings.recording.root
+
+    async def finalised(session_id: str) -> None:
+        await hand_off(root, queue, session_id)
+
+    app[VOD_HAND_OFF] = finalised
+    yield
+    await queue.close()
+
+
+async def media(app: web.Application) -> AsyncIterator[None]:
+    """Media ports and rooms: up before the first request, torn down after the last."""
+    settings = app[SETTINGS]
+    seams.install()
+    allocator = PortAllocator(settings.media.port_min, settings.media.port_max)
+    ice = IceConfig(
+        addresses=settings.media.addresses,
+        public_ip=settings.media.public_ip,
+        allocator=allocator,
+        use_ipv6=settings.media.ipv6,
+    )
+    app[ALLOCATOR] = allocator
+    app[EDGE].rooms = RoomManager(
+        events=app[EVENTS],
+        ice_servers=ice_servers(settings.stun),
+        recordings_dir=settings.recording.root,
+        on_recording_finalised=app[VOD_HAND_OFF],
+        node_id=settings.node_id,
+        ice=ice,
+        max_rooms=settings.rooms.max_rooms,
+        ice_timeout=settings.media.ice_timeout_s,
+        keyframe_interval=settings.media.keyframe_min_interval_s,
+        ports=PortBudget(
+            capacity=allocator.capacity,
+            sockets_per_connection=max(1, len(settings.media.addresses)),
+        ),
+    )
+    logger.info(
+        "media ports %d-%d on %s",
+        settings.media.port_min,
+        settings.media.port_max,
+        ", ".join(settings.media.addresses) or "all non-loopback interfaces",
+    )
+    yield
+    await app[EDGE].manager.close_all("node_shutdown")
+
+
+def live_sessions(manager: RoomManager) -> list[RecordingSession]:
+    live = (r.recording.live_session for r in manager.rooms.values() if r.recording is not None)
+    return [s for s in live if s is not None]
+
+
+async def recording_watch(app: web.Application) -> AsyncIterator[None]:
+    """At start, sessions a crash left in "recording" are finalised and queued, and finalised
+    sessions a crash kept from being queued (no `queued.json`) are queued; then heartbeats for
+    the sessions recorded here and adoption of sessions other nodes abandoned (a shared
+    recordings volume), see sfu/recording/watch.py."""
+    settings = app[SETTINGS]
+    manager = app[EDGE].manager
+    leases = node_leases(settings.redis_url, settings.node_id, settings.recording.orphan_s)
+    watch = RecordingWatch(
+        settings.recording.root,
+        app[VOD_QUEUE],
+        lambda: live_sessions(manager),
+        node_id=settings.node_id,
+        orphan_s=settings.recording.orphan_s,
+        leases=leases,
+    )
+    try:
+        recovered, unqueued = await watch.recover_at_start()
+        if recovered:
+            logger.info("recovered %d unfinished recordings: %s", len(recovered), recovered)
+        if unqueued:
+            logger.info("queued %d finalised recordings never queued: %s", len(unqueued), unqueued)
+        watch.start()
+        yield
+        await watch.close()
+    finally:
+        await leases.close()
+
+
+async def redis(app: web.Application) -> AsyncIterator[None]:
+    """When REDIS_URL is set, /ready reports 503 while Redis does not answer."""
+    url = app[SETTINGS].redis_url
+    if not url:
+        yield
+        return
+    import redis.asyncio as aioredis
+    from redis.exceptions import RedisError
+
+    client = aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+    async def check() -> str | None:
+        try:
+            await client.ping()
+        except (RedisError, OSError) as exc:
+            return f"redis unreachable: {exc}"
+        return None
+
+    app[EDGE].ready_checks.append(check)
+    yield
+    await client.aclose()
+
+
+async def stun_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The embedded STUN responder while the app runs (nothing when `stun_enabled` is false).
+    A port that cannot be bound stops start-up."""
+    server = await open_stun_server(app[SETTINGS].stun, time.monotonic())
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.close()
+
+
+async def close_sockets(app: web.Application) -> None:
+    """on_shutdown: sockets still open are closed with 1001 (going away)."""
+    sockets = app[EDGE].sockets
+    for ws in list(sockets):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")

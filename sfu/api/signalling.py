@@ -30,6 +30,7 @@ from sfu.api.tokens import verify_participant_token
 from sfu.core.errors import Draining, InvalidMessage, MessageTooLarge, RateLimited, SfuError
 from sfu.core.token_bucket import TokenBucket
 from sfu.rooms.participant import Participant
+from sfu.rooms.room import Room
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +123,13 @@ async def _ws(edge: EdgeState, request: web.Request) -> web.StreamResponse:
             ip,
             "joined",
             actor=f"user:{participant.user_id}",
-            room_id=participant.room.room_id,
+            room_id=room.room_id,
             participant_id=participant.participant_id,
         )
         bucket = TokenBucket(
             settings.limits.ws_messages_per_s, settings.limits.ws_message_burst, edge.clock()
         )
-        await _serve(ws, participant, bucket, edge.clock)
+        await _serve(ws, room, participant, bucket, edge.clock)
         return ws
     finally:
         edge.sockets.discard(ws)
@@ -148,11 +149,11 @@ def _actor_of(request: web.Request) -> str:
 
 async def _serve(
     ws: web.WebSocketResponse,
+    room: Room,
     participant: Participant,
     bucket: TokenBucket,
     clock: Callable[[], float],
 ) -> None:
-    room = participant.room
     signal = participant.signal
     leave_reason: SfuError | None = None
     try:
@@ -166,7 +167,7 @@ async def _serve(
                     leave_reason = MessageTooLarge(f"message larger than {MAX_MESSAGE_BYTES} bytes")
                     break
                 try:
-                    if await _dispatch(participant, data):
+                    if await _dispatch(room, participant, data):
                         break
                 except MessageTooLarge as exc:
                     leave_reason = exc
@@ -182,13 +183,13 @@ async def _serve(
             else:
                 break
     finally:
-        if participant.room.participants.get(participant.participant_id) is participant:
+        if room.participants.get(participant.participant_id) is participant:
             await room.remove(participant, leave_reason)
         elif not ws.closed:
             await signal.close(leave_reason)
 
 
-async def _dispatch(participant: Participant, raw: str) -> bool:
+async def _dispatch(room: Room, participant: Participant, raw: str) -> bool:
     """Handle one message; True when the participant leaves."""
     message = parse_message(raw)
     if isinstance(message, PublishOffer):
@@ -198,7 +199,7 @@ async def _dispatch(participant: Participant, raw: str) -> bool:
     elif isinstance(message, Candidate):
         await participant.candidate(message.target, message.candidate)
     elif isinstance(message, RequestKeyframe):
-        participant.room.find_track(message.track_id).fanout.request_keyframe()
+        room.find_track(message.track_id).fanout.request_keyframe()
     elif isinstance(message, Ping):
         await participant.send({"type": "pong"})
     elif isinstance(message, Leave):

@@ -16,6 +16,7 @@ from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.ice.stun_server import ice_servers, open_stun_server
 from sfu.media import seams
+from sfu.media.options import MediaOptions
 from sfu.recording.leases import node_leases
 from sfu.recording.queue_factory import open_job_queue
 from sfu.recording.recovery import hand_off
@@ -87,10 +88,12 @@ async def media(app: web.Application) -> AsyncIterator[None]:
         recordings_dir=settings.recording.root,
         on_recording_finalised=app[VOD_HAND_OFF],
         node_id=settings.node_id,
-        ice=ice,
+        media=MediaOptions(
+            ice=ice,
+            ice_timeout_s=settings.media.ice_timeout_s,
+            keyframe_min_interval_s=settings.media.keyframe_min_interval_s,
+        ),
         max_rooms=settings.rooms.max_rooms,
-        ice_timeout=settings.media.ice_timeout_s,
-        keyframe_interval=settings.media.keyframe_min_interval_s,
         ports=PortBudget(
             capacity=allocator.capacity,
             sockets_per_connection=max(1, len(settings.media.addresses)),

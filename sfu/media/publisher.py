@@ -15,9 +15,9 @@ from aiortc.sdp import candidate_from_sdp
 
 from sfu.core.errors import InvalidMessage, InvalidSdp, OutOfOrder
 from sfu.core.vocabulary import SOURCE_KINDS
-from sfu.ice.connection import IceConfig
 from sfu.media.connection_watch import ConnectionWatch
 from sfu.media.fanout import TrackFanout
+from sfu.media.options import MediaOptions
 from sfu.media.sdp import parse_description, sending_tracks
 from sfu.media.seams import TapReceiver, sfu_peer_connection, transceiver_codecs
 
@@ -36,19 +36,17 @@ class PublishedTrack:
 class PublisherSession:
     def __init__(
         self,
-        ice: IceConfig,
+        media: MediaOptions,
         *,
-        keyframe_interval: float,
-        ice_timeout: float,
         on_state: Callable[[str], None],
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
     ) -> None:
-        self.pc = sfu_peer_connection(ice)
+        self.pc = sfu_peer_connection(media.ice)
         self.log = log
         self.tracks: dict[str, PublishedTrack] = {}
-        self._keyframe_interval = keyframe_interval
+        self._keyframe_interval = media.keyframe_min_interval_s
         self._lock = asyncio.Lock()
-        self._watch = ConnectionWatch(self.pc, ice_timeout, on_state)
+        self._watch = ConnectionWatch(self.pc, media.ice_timeout_s, on_state)
         self._closed = False
 
     async def handle_offer(

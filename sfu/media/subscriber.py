@@ -28,9 +28,9 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from sfu.core.errors import InvalidSdp, OutOfOrder
-from sfu.ice.connection import IceConfig
 from sfu.media.connection_watch import ConnectionWatch
 from sfu.media.fanout import TrackFanout, codec_key
+from sfu.media.options import MediaOptions
 from sfu.media.publisher import add_remote_candidate
 from sfu.media.sdp import parse_description
 from sfu.media.seams import (
@@ -97,15 +97,14 @@ def codec_key_of_capability(capability: RTCRtpCodecCapability) -> tuple[str, ...
 class SubscriberSession:
     def __init__(
         self,
-        ice: IceConfig,
+        media: MediaOptions,
         send_offer: SendOffer,
         *,
         stream_id: Callable[[TrackLabel], str],
-        ice_timeout: float,
         on_state: Callable[[str], None],
         log: logging.Logger | logging.LoggerAdapter[logging.Logger] = logger,
     ) -> None:
-        self.pc = sfu_peer_connection(ice)
+        self.pc = sfu_peer_connection(media.ice)
         self.log = log
         self.subscriptions: dict[str, Subscription] = {}
         self._send_offer = send_offer
@@ -113,7 +112,7 @@ class SubscriberSession:
         self._wanted: dict[str, tuple[TrackLabel, TrackFanout]] = {}
         self._offer_out = False
         self._negotiating: asyncio.Task[None] | None = None
-        self._watch = ConnectionWatch(self.pc, ice_timeout, on_state)
+        self._watch = ConnectionWatch(self.pc, media.ice_timeout_s, on_state)
         self._closed = False
 
     # -- what the room asks for -------------------------------------------------------------

@@ -16,7 +16,7 @@ from sfu.core.errors import (
     RoomExists,
     RoomNotFound,
 )
-from sfu.ice.connection import IceConfig
+from sfu.media.options import MediaOptions
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions
 from sfu.rooms.port_budget import PortBudget
@@ -31,10 +31,8 @@ class RoomManager:
         self,
         *,
         node_id: str,
-        ice: IceConfig,
+        media: MediaOptions,
         max_rooms: int,
-        ice_timeout: float,
-        keyframe_interval: float,
         ports: PortBudget,
         events: RoomEvents | None = None,
         ice_servers: list[dict[str, Any]] | None = None,
@@ -45,10 +43,8 @@ class RoomManager:
         self.recordings_dir = recordings_dir
         self.on_recording_finalised = on_recording_finalised
         self.ice_servers = ice_servers or []
-        self.ice = ice
+        self.media = media
         self.max_rooms = max_rooms
-        self.ice_timeout = ice_timeout
-        self.keyframe_interval = keyframe_interval
         self.ports = ports
         self.events = events or RoomEvents()
         self.rooms: dict[str, Room] = {}
@@ -65,9 +61,7 @@ class RoomManager:
             options,
             node_id=self.node_id,
             ws_url=ws_url,
-            ice=self.ice,
-            ice_timeout=self.ice_timeout,
-            keyframe_interval=self.keyframe_interval,
+            media=self.media,
             ports=self.ports,
             events=self.events,
             ice_servers=self.ice_servers,

@@ -7,20 +7,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sfu import metrics
 from sfu.background import spawn
-from sfu.core.errors import Forbidden, IceFailed
+from sfu.core.errors import Forbidden, IceFailed, SfuError
 from sfu.core.timestamps import rfc3339_from_s
 from sfu.core.vocabulary import ParticipantGrant
-from sfu.ice.connection import IceConfig
+from sfu.media.options import MediaOptions
 from sfu.media.publisher import PublishedTrack, PublisherSession
 from sfu.media.subscriber import SubscriberSession, TrackLabel
 from sfu.rooms.models import Signal, TrackInfo
-
-if TYPE_CHECKING:
-    from sfu.rooms.room import Room
 
 logger = logging.getLogger(__name__)
 
@@ -32,16 +29,26 @@ class ParticipantLog(logging.LoggerAdapter[logging.Logger]):
         return f"[{extra.get('room_id')}/{extra.get('participant_id')}] {msg}", kwargs
 
 
+class RoomLink(Protocol):
+    """What a participant reports to its room (sfu/rooms/room.py's Room)."""
+
+    @property
+    def room_id(self) -> str: ...
+
+    async def published(self, owner: Participant, track: PublishedTrack) -> None: ...
+
+    async def unpublished(self, owner: Participant, track: PublishedTrack) -> None: ...
+
+    async def remove(self, participant: Participant, reason: SfuError | None) -> None: ...
+
+
 class Participant:
     def __init__(
         self,
-        room: Room,
+        room: RoomLink,
         grant: ParticipantGrant,
         signal: Signal,
-        *,
-        ice: IceConfig,
-        ice_timeout: float,
-        keyframe_interval: float,
+        media: MediaOptions,
     ) -> None:
         self.room = room
         self.participant_id = "PA_" + uuid.uuid4().hex[:12]
@@ -54,15 +61,12 @@ class Participant:
         self.log = ParticipantLog(
             logger, {"room_id": room.room_id, "participant_id": self.participant_id}
         )
-        self._ice = ice
-        self._ice_timeout = ice_timeout
-        self._keyframe_interval = keyframe_interval
+        self._media = media
         self.publisher: PublisherSession | None = None
         self.subscriber = SubscriberSession(
-            ice,
+            media,
             self._send_subscribe_offer,
             stream_id=lambda label: label.participant_id,
-            ice_timeout=ice_timeout,
             on_state=self._on_state,
             log=self.log,
         )
@@ -104,9 +108,7 @@ class Participant:
             raise Forbidden("observers cannot publish")
         if self.publisher is None:
             self.publisher = PublisherSession(
-                self._ice,
-                keyframe_interval=self._keyframe_interval,
-                ice_timeout=self._ice_timeout,
+                self._media,
                 on_state=self._on_state,
                 log=self.log,
             )

@@ -15,7 +15,7 @@ from sfu.background import spawn
 from sfu.core.errors import Replaced, RoomFull, RoomNotFound, SfuError, TrackNotFound
 from sfu.core.timestamps import rfc3339_from_s
 from sfu.core.vocabulary import ParticipantGrant
-from sfu.ice.connection import IceConfig
+from sfu.media.options import MediaOptions
 from sfu.media.publisher import PublishedTrack
 from sfu.rooms.events import RoomEvents
 from sfu.rooms.models import RoomOptions, Signal
@@ -33,9 +33,7 @@ class Room:
         *,
         node_id: str,
         ws_url: str,
-        ice: IceConfig,
-        ice_timeout: float,
-        keyframe_interval: float,
+        media: MediaOptions,
         ports: PortBudget,
         events: RoomEvents,
         on_closed: Callable[[Room], None],
@@ -51,9 +49,7 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self.closed = False
         self.log = logging.LoggerAdapter(logger, {"room_id": self.room_id})
-        self._ice = ice
-        self._ice_timeout = ice_timeout
-        self._keyframe_interval = keyframe_interval
+        self._media = media
         self._on_closed = on_closed
         self._ports = ports
         self.events = events
@@ -104,14 +100,7 @@ class Room:
             if len(self.participants) >= self.options.max_participants:
                 raise RoomFull(f"room {self.room_id} is full")
             reserved = self._ports.reserve(grant.role)
-            participant = Participant(
-                self,
-                grant,
-                signal,
-                ice=self._ice,
-                ice_timeout=self._ice_timeout,
-                keyframe_interval=self._keyframe_interval,
-            )
+            participant = Participant(self, grant, signal, self._media)
             self._reservations[participant.participant_id] = reserved
             self.participants[participant.participant_id] = participant
             if self.recording is not None:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sfu.settings import Settings
-from tests.deploy import REPO
+from tests.deploy import REPO, settings_view
 from tests.deploy.dockerfile_stages import Stage, parse_dockerfile, stages_of
 from tests.deploy.dockerignore_rules import IgnorePattern, load_dockerignore
 from tests.deploy.manifests import Doc, _one
@@ -18,15 +17,15 @@ from tests.deploy.manifests import Doc, _one
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No SFU_* / REDIS_URL from outside and no config/sfu.toml of the checkout."""
     for name in list(os.environ):
-        if name.startswith("SFU_") or name == "REDIS_URL":
+        if settings_view.reads_env(name):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
 @pytest.fixture
-def defaults(clean_env: Path) -> Settings:
-    return Settings()
+def defaults(clean_env: Path) -> settings_view.Settings:
+    return settings_view.defaults()
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from sfu.cli import main as sfu_main
-from sfu.settings import Settings, load_settings
-from tests.deploy import REPO
+from tests.deploy import REPO, settings_view
 from tests.deploy.dockerfile_stages import Stage, env_of
-from tests.deploy.settings_view import SETTING_ENV_NAMES
 
 
 def test_dockerfile_parses(dockerfile: list[Stage]) -> None:
@@ -78,19 +76,23 @@ def _port_spec(spec: str) -> tuple[int, int, str]:
     return int(low), int(high or low), protocol or "tcp"
 
 
-def test_expose_matches_settings(final: Stage, defaults: Settings) -> None:
+def test_expose_matches_settings(final: Stage, defaults: settings_view.Settings) -> None:
+    http_port, stun_port, rtc_port_min, rtc_port_max = (
+        settings_view.get(defaults, name)
+        for name in ("SFU_HTTP_PORT", "SFU_STUN_PORT", "SFU_RTC_PORT_MIN", "SFU_RTC_PORT_MAX")
+    )
     exposed = {_port_spec(word) for e in final.all("EXPOSE") for word in e.args.split()}
     assert exposed == {
-        (defaults.http_port, defaults.http_port, "tcp"),
-        (defaults.stun_port, defaults.stun_port, "udp"),
-        (defaults.rtc_port_min, defaults.rtc_port_max, "udp"),
+        (http_port, http_port, "tcp"),
+        (stun_port, stun_port, "udp"),
+        (rtc_port_min, rtc_port_max, "udp"),
     }
-    assert (defaults.http_port, defaults.stun_port) == (8080, 3478)
-    assert (defaults.rtc_port_min, defaults.rtc_port_max) == (50000, 50200)
+    assert (http_port, stun_port) == (8080, 3478)
+    assert (rtc_port_min, rtc_port_max) == (50000, 50200)
 
 
 def test_container_env_defaults_are_settings(
-    final: Stage, defaults: Settings, monkeypatch: pytest.MonkeyPatch
+    final: Stage, defaults: settings_view.Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = env_of(final)
     assert env["SFU_HTTP_HOST"] == "0.0.0.0"
@@ -98,11 +100,14 @@ def test_container_env_defaults_are_settings(
     assert env["PATH"].startswith("/opt/venv/bin:")
     for name, value in env.items():
         if name.startswith("SFU_"):
-            assert name in SETTING_ENV_NAMES, f"ENV {name} is no setting"
+            assert name in settings_view.env_names(), f"ENV {name} is no setting"
             monkeypatch.setenv(name, value)
-    settings = load_settings()
-    assert settings.http_host == "0.0.0.0" and settings.log_json is True
-    assert settings.http_port == defaults.http_port
+    settings = settings_view.load()
+    assert settings_view.get(settings, "SFU_HTTP_HOST") == "0.0.0.0"
+    assert settings_view.get(settings, "SFU_LOG_JSON") is True
+    assert settings_view.get(settings, "SFU_HTTP_PORT") == settings_view.get(
+        defaults, "SFU_HTTP_PORT"
+    )
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -123,7 +128,9 @@ def _run_healthcheck(command: list[str], port: int) -> int:
     return done.returncode
 
 
-def test_healthcheck_asks_health_on_the_http_port(final: Stage, defaults: Settings) -> None:
+def test_healthcheck_asks_health_on_the_http_port(
+    final: Stage, defaults: settings_view.Settings
+) -> None:
     check = final.last("HEALTHCHECK")
     command = check.exec_form
     assert command is not None and command[:2] == ["python", "-c"]
@@ -131,7 +138,8 @@ def test_healthcheck_asks_health_on_the_http_port(final: Stage, defaults: Settin
     code = command[2]
     assert "/health" in code
     default_port = re.search(r"SFU_HTTP_PORT['\"], ['\"](\d+)['\"]", code)
-    assert default_port and int(default_port.group(1)) == defaults.http_port
+    assert default_port
+    assert int(default_port.group(1)) == settings_view.get(defaults, "SFU_HTTP_PORT")
     assert {"interval", "timeout", "retries"} <= set(check.flags)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Health)

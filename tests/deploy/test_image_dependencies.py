@@ -14,7 +14,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from tests.deploy import REPO
+from tests.deploy import REPO, settings_view
 
 
 def _normal(name: str) -> str:
@@ -37,17 +37,21 @@ def _dependency_closure(root: str) -> set[str]:
     return seen
 
 
-RUNTIME_IMPORTS = """
+RUNTIME_IMPORTS = (
+    """
 import json, sys
 before = set(sys.modules)
 import sfu.cli, sfu.server, redis.asyncio, uvloop
 from sfu.app import create_app
-from sfu.settings import Settings
-create_app(Settings(node_id="image-check"))
+"""
+    + settings_view.load_source("settings")
+    + """create_app(settings)
 new = (sys.modules[name] for name in set(sys.modules) - before)
 files = {m.__name__: f for m in new if (f := getattr(m, "__file__", None))}
 print(json.dumps(sorted(files.items())))
 """
+)
+"""Run with SFU_NODE_ID=image-check: prints the file of every module the app loads."""
 
 
 def _installed_by(names: set[str]) -> set[Path]:
@@ -69,7 +73,7 @@ def test_runtime_imports_come_from_the_wheels_dependencies(clean_env: Path) -> N
         text=True,
         timeout=120,
         cwd=clean_env,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": str(REPO), "SFU_NODE_ID": "image-check"},
     )
     assert done.returncode == 0, done.stderr
     loaded: list[tuple[str, str]] = json.loads(done.stdout.strip().splitlines()[-1])

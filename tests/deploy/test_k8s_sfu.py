@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from sfu.settings import Settings, SettingsError, load_settings
+from tests.deploy import settings_view
 from tests.deploy.dockerfile_stages import Stage
 from tests.deploy.manifests import HOST, NAMESPACE, REGISTRY, Doc, _env_names, _one
-from tests.deploy.settings_view import CONFIG_FILE_ENV, SETTING_ENV_NAMES
+from tests.deploy.settings_view import CONFIG_FILE_ENV
 
 
 def _ports(container: Doc) -> dict[tuple[int, str], str | None]:
@@ -28,19 +28,23 @@ def _named_port(container: Doc, port: int | str) -> int:
 
 
 def test_container_ports_match_settings(
-    container: Doc, pod: Doc, config: dict[str, str], defaults: Settings
+    container: Doc, pod: Doc, config: dict[str, str], defaults: settings_view.Settings
 ) -> None:
+    http_port, stun_port, rtc_port_min, rtc_port_max = (
+        settings_view.get(defaults, name)
+        for name in ("SFU_HTTP_PORT", "SFU_STUN_PORT", "SFU_RTC_PORT_MIN", "SFU_RTC_PORT_MAX")
+    )
     ports = _ports(container)
-    expected = {(defaults.http_port, "TCP"), (defaults.stun_port, "UDP")} | {
-        (port, "UDP") for port in range(defaults.rtc_port_min, defaults.rtc_port_max + 1)
+    expected = {(http_port, "TCP"), (stun_port, "UDP")} | {
+        (port, "UDP") for port in range(rtc_port_min, rtc_port_max + 1)
     }
     assert set(ports) == expected
     assert len(container["ports"]) == len(expected)
-    assert ports[(defaults.http_port, "TCP")] == "http"
-    assert int(config["SFU_HTTP_PORT"]) == defaults.http_port
-    assert int(config["SFU_STUN_PORT"]) == defaults.stun_port
-    assert int(config["SFU_RTC_PORT_MIN"]) == defaults.rtc_port_min
-    assert int(config["SFU_RTC_PORT_MAX"]) == defaults.rtc_port_max
+    assert ports[(http_port, "TCP")] == "http"
+    assert int(config["SFU_HTTP_PORT"]) == http_port
+    assert int(config["SFU_STUN_PORT"]) == stun_port
+    assert int(config["SFU_RTC_PORT_MIN"]) == rtc_port_min
+    assert int(config["SFU_RTC_PORT_MAX"]) == rtc_port_max
     # hostNetwork: the ports are the node's; a hostPort, if written, must equal containerPort.
     assert pod["hostNetwork"] is True
     assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
@@ -48,18 +52,21 @@ def test_container_ports_match_settings(
         assert port.get("hostPort", port["containerPort"]) == port["containerPort"]
 
 
-def test_probes_hit_health_and_ready_on_the_http_port(container: Doc, defaults: Settings) -> None:
+def test_probes_hit_health_and_ready_on_the_http_port(
+    container: Doc, defaults: settings_view.Settings
+) -> None:
     liveness = container["livenessProbe"]["httpGet"]
     readiness = container["readinessProbe"]["httpGet"]
     assert liveness["path"] == "/health"
     assert readiness["path"] == "/ready"
     for probe in (liveness, readiness):
-        assert _named_port(container, probe["port"]) == defaults.http_port
+        assert _named_port(container, probe["port"]) == settings_view.get(defaults, "SFU_HTTP_PORT")
 
 
 def test_env_names_are_settings(container: Doc, pod: Doc, config: dict[str, str]) -> None:
-    allowed = SETTING_ENV_NAMES | {CONFIG_FILE_ENV}
-    assert set(config) <= SETTING_ENV_NAMES, set(config) - SETTING_ENV_NAMES
+    names = settings_view.env_names()
+    allowed = names | {CONFIG_FILE_ENV}
+    assert set(config) <= names, set(config) - names
     assert _env_names(container) <= allowed, _env_names(container) - allowed
     assert [s["configMapRef"]["name"] for s in container["envFrom"]] == ["sfu-config"]
     # Env beats the settings file: SFU_PUBLIC_IP anywhere would hide the node's address.
@@ -154,12 +161,12 @@ def test_public_ip_file_is_read_by_settings(
     monkeypatch.setenv("SFU_NODE_ID", "sfu-7d9c-abcde")
     monkeypatch.setenv("SFU_RTC_ADDRESSES", "10.0.10.5")
     monkeypatch.setenv("SFU_JWT_SECRET", "x" * 64)
-    settings = load_settings()
-    assert settings.public_ip == "203.0.113.7"
-    assert settings.rtc_addresses == ("10.0.10.5",)
-    assert settings.public_url == f"https://{HOST}"
-    assert settings.redis_url == config["REDIS_URL"]
-    assert settings.http_port == _named_port(container, "http")
+    settings = settings_view.load()
+    assert settings_view.get(settings, "SFU_PUBLIC_IP") == "203.0.113.7"
+    assert settings_view.get(settings, "SFU_RTC_ADDRESSES") == ("10.0.10.5",)
+    assert settings_view.get(settings, "SFU_PUBLIC_URL") == f"https://{HOST}"
+    assert settings_view.get(settings, "REDIS_URL") == config["REDIS_URL"]
+    assert settings_view.get(settings, "SFU_HTTP_PORT") == _named_port(container, "http")
 
 
 def test_secret_placeholder_is_refused(
@@ -171,8 +178,8 @@ def test_secret_placeholder_is_refused(
     secret = _one("Secret", ref["name"])
     value = secret["stringData"][ref["key"]]
     monkeypatch.setenv("SFU_JWT_SECRET", value)
-    with pytest.raises(SettingsError, match="SFU_JWT_SECRET"):
-        load_settings()
+    with pytest.raises(settings_view.SettingsError, match="SFU_JWT_SECRET"):
+        settings_view.load()
 
 
 def test_only_the_init_container_gets_an_api_token(pod: Doc) -> None:
@@ -216,7 +223,7 @@ def test_service_selects_the_deployment(deployment: Doc, container: Doc) -> None
     assert service["spec"]["selector"].items() <= labels.items()
     (port,) = service["spec"]["ports"]
     assert port["port"] == 8080
-    assert _named_port(container, port["targetPort"]) == Settings.model_fields["http_port"].default
+    assert _named_port(container, port["targetPort"]) == settings_view.default_of("SFU_HTTP_PORT")
     pdb = _one("PodDisruptionBudget", "sfu")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -246,7 +253,7 @@ def test_grace_period_outlasts_the_drain(pod: Doc, config: dict[str, str]) -> No
     """SIGTERM drains for up to SFU_DRAIN_TIMEOUT_S, then closes rooms and exits; the kubelet
     must not SIGKILL before that (10 s margin for closing rooms and the webhook flush)."""
     drain = float(
-        config.get("SFU_DRAIN_TIMEOUT_S", Settings.model_fields["drain_timeout_s"].default)
+        config.get("SFU_DRAIN_TIMEOUT_S", settings_view.default_of("SFU_DRAIN_TIMEOUT_S"))
     )
     assert pod["terminationGracePeriodSeconds"] >= drain + 10
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from sfu.cli import main as sfu_main
-from sfu.settings import Settings, load_settings
+from tests.deploy import settings_view
 from tests.deploy.dockerfile_stages import Stage
 from tests.deploy.manifests import REGISTRY, Doc, _env_names, _one
-from tests.deploy.settings_view import SETTING_ENV_NAMES
 
 SESSION_S = 3600
 """The longest session the worker's grace period is sized for."""
@@ -38,7 +37,9 @@ def worker(worker_pod: Doc) -> Doc:
     return found  # type: ignore[no-any-return]
 
 
-def _pod_settings(container: Doc, monkeypatch: pytest.MonkeyPatch, **files: str) -> Settings:
+def _pod_settings(
+    container: Doc, monkeypatch: pytest.MonkeyPatch, **files: str
+) -> settings_view.Settings:
     """The settings a container would load: its ConfigMaps, then its own env (fieldRefs and
     Secrets stood in for)."""
     for source in container.get("envFrom", []):
@@ -54,7 +55,7 @@ def _pod_settings(container: Doc, monkeypatch: pytest.MonkeyPatch, **files: str)
             monkeypatch.setenv(name, SECRET_ENV[name])
         else:
             monkeypatch.setenv(name, "10.0.10.5" if name == "SFU_RTC_ADDRESSES" else "pod-x")
-    return load_settings()
+    return settings_view.load()
 
 
 def _mounts(container: Doc, pod: Doc) -> dict[str, Doc]:
@@ -93,19 +94,21 @@ def test_recordings_are_one_volume_at_the_same_path(
     """Both pods resolve SFU_RECORDINGS_DIR to the same path, and mount the same ReadWriteMany
     claim exactly there; the worker's scratch folder is on a pod-local emptyDir."""
     config_file = clean_env / "public-ip.toml"
-    config_file.write_text('public_ip = "203.0.113.7"\n', encoding="utf-8")
+    toml = settings_view.settings_file_text({"SFU_PUBLIC_IP": "203.0.113.7"})
+    config_file.write_text(toml, encoding="utf-8")
     with monkeypatch.context() as env:
         sfu = _pod_settings(container, env, SFU_CONFIG_FILE=str(config_file))
     with monkeypatch.context() as env:
         vod = _pod_settings(worker, env)
-    assert sfu.recordings_root == vod.recordings_root
-    assert sfu.recordings_root.is_absolute()
+    recordings = settings_view.recordings_root(sfu)
+    assert recordings == settings_view.recordings_root(vod)
+    assert recordings.is_absolute()
     claims = set()
     for c, p in ((container, pod), (worker, worker_pod)):
-        volume = _mounts(c, p).get(str(sfu.recordings_root))
-        assert volume is not None, f"{c['name']}: nothing mounted at {sfu.recordings_root}"
+        volume = _mounts(c, p).get(str(recordings))
+        assert volume is not None, f"{c['name']}: nothing mounted at {recordings}"
         claims.add(volume["persistentVolumeClaim"]["claimName"])
-        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == str(sfu.recordings_root))
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == str(recordings))
         assert not mount.get("readOnly"), c["name"]
         assert c["securityContext"]["readOnlyRootFilesystem"] is True
     (claim_name,) = claims
@@ -115,7 +118,7 @@ def test_recordings_are_one_volume_at_the_same_path(
     assert storage_class["provisioner"] == "fss.csi.oraclecloud.com"
     assert storage_class["reclaimPolicy"] == "Retain"
     # What each process writes outside the recordings is on a writable pod-local volume.
-    scratch = _on_volume(vod.data_dir / "vod-work", worker, worker_pod)
+    scratch = _on_volume(settings_view.get(vod, "SFU_DATA_DIR") / "vod-work", worker, worker_pod)
     assert "emptyDir" in scratch
     for c, p in ((container, pod), (worker, worker_pod)):
         assert "emptyDir" in _on_volume(Path("/tmp"), c, p)
@@ -137,7 +140,8 @@ async def test_vod_worker_shares_settings_and_queue(
     assert worker["envFrom"] == container["envFrom"]
     assert config["REDIS_URL"].startswith("redis://")
     aws = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"}
-    assert _env_names(worker) <= SETTING_ENV_NAMES | aws, _env_names(worker) - SETTING_ENV_NAMES
+    names = settings_view.env_names()
+    assert _env_names(worker) <= names | aws, _env_names(worker) - names
     assert not set(config) & _env_names(worker), "set twice"
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in worker["env"] if "valueFrom" in e}
     sfu_ref = next(e for e in container["env"] if e["name"] == "SFU_JWT_SECRET")
@@ -147,7 +151,8 @@ async def test_vod_worker_shares_settings_and_queue(
         assert refs[name]["key"] in secret["stringData"]
         assert secret["stringData"][refs[name]["key"]] == "", "a real key is committed"
     config_file = clean_env / "public-ip.toml"
-    config_file.write_text('public_ip = "203.0.113.7"\n', encoding="utf-8")
+    toml = settings_view.settings_file_text({"SFU_PUBLIC_IP": "203.0.113.7"})
+    config_file.write_text(toml, encoding="utf-8")
     with monkeypatch.context() as env:
         sfu = _pod_settings(container, env, SFU_CONFIG_FILE=str(config_file))
     with monkeypatch.context() as env:
@@ -162,12 +167,12 @@ async def test_vod_worker_shares_settings_and_queue(
                 await queue.close()
         # The endpoint names the tenancy's namespace: the placeholder stops the worker at
         # start instead of failing every upload; filled in, it is an S3 store on the bucket.
-        assert vod.storage_url and vod.s3_endpoint and "<namespace>" in vod.s3_endpoint
+        storage_url = settings_view.get(vod, "SFU_STORAGE_URL")
+        s3_endpoint = settings_view.get(vod, "SFU_S3_ENDPOINT")
+        assert storage_url and s3_endpoint and "<namespace>" in s3_endpoint
         with pytest.raises(StorageError):
             store_from_settings(vod)
-        store = open_store(
-            vod.storage_url, endpoint=vod.s3_endpoint.replace("<namespace>", "axaxnpcrorw5")
-        )
+        store = open_store(storage_url, endpoint=s3_endpoint.replace("<namespace>", "axaxnpcrorw5"))
         assert isinstance(store, S3Store) and store.bucket == "cotept-vod"
         await store.close()
 
@@ -202,7 +207,7 @@ def test_vod_worker_finishes_its_job_on_sigterm(
     session at the measured speed, and a rollout starts the new pod before stopping the old."""
     grace = worker_pod["terminationGracePeriodSeconds"]
     assert grace >= SESSION_S / RENDER_SPEED
-    poll = float(config.get("SFU_VOD_POLL_S", Settings.model_fields["vod_poll_s"].default))
+    poll = float(config.get("SFU_VOD_POLL_S", settings_view.default_of("SFU_VOD_POLL_S")))
     assert grace > poll + 10
     strategy = worker_deployment["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0

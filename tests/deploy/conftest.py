@@ -1,4 +1,25 @@
-"""Fixtures shared by the deployment checks."""
+"""Fixtures shared by the deployment checks, and how they read the Dockerfile and .dockerignore.
+
+The Dockerfile is parsed by `dockerfile` (PyPI), a binding of BuildKit's own Dockerfile parser,
+under the thin adapter in dockerfile_stages.py that groups its instructions into stages. The
+other candidate, `dockerfile-parse`, also installs here (pure Python, with typed stubs), but it
+hands back each instruction's raw text: flags such as `COPY --from=build` and
+`HEALTHCHECK --interval=30s` left in the string, the JSON exec form not told from the shell form
+nor decoded, HEALTHCHECK's CMD and ENV's pairs unsplit. An adapter doing all that on top of it
+would be the hand-written parser again. `dockerfile` gives all of it, read the way
+`docker build` reads it (continuations with comments inside, directives, heredocs, and a broken
+JSON array falling back to the shell form); what neither library has, stages, is the adapter's
+only real work. Its cost: wheels exist for x86-64 Linux and Windows only, elsewhere pip builds
+it from source with a Go toolchain.
+
+`.dockerignore` is matched by dockerignore_rules.py, a small matcher kept on purpose, because no
+package on PyPI follows Docker's rules: pathspec's gitwildmatch has Git's, and the Docker SDK's
+`docker.utils.build.PatternMatcher` ports moby's older `Matches`, which tries only the parent
+directory at the pattern's own depth, so `**/__pycache__` misses
+`sfu/api/__pycache__/rest.cpython-311.pyc`, which BuildKit (moby/patternmatcher's
+MatchesOrParentMatches) leaves out. test_dockerignore_matcher_follows_docker holds the matcher
+to cases with known Docker answers, that one among them.
+"""
 
 from __future__ import annotations
 

@@ -1,29 +1,57 @@
-"""The Dockerfile, read into stages of instructions."""
+"""The Dockerfile, read by Docker's own parser and grouped into stages of instructions.
+
+`dockerfile` (PyPI) runs BuildKit's Dockerfile parser, so line continuations, comments inside
+them, parser directives, heredocs, flags and the JSON (exec) form are read as `docker build`
+reads them. It gives a flat list of commands; this module only groups them into stages, turns
+the flags into a dict and checks the few things Docker checks after parsing (conftest.py says
+why this library).
+"""
 
 from __future__ import annotations
 
-import json
 import shlex
-from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
-KEYWORDS = frozenset(
-    {
-        *("ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK"),
-        *("LABEL", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"),
-    }
-)
-JSON_FORM = frozenset({"CMD", "ENTRYPOINT", "RUN", "SHELL", "COPY", "ADD", "VOLUME"})
+import dockerfile  # type: ignore[import-not-found]  # a compiled extension without stubs
+
+
+class _Command(Protocol):
+    """What `dockerfile.parse_string` gives for one instruction."""
+
+    cmd: str
+    """The instruction, as written (any case)."""
+    json: bool
+    """The arguments are a JSON array (exec form)."""
+    original: str
+    """The instruction's text, continuations joined."""
+    start_line: int
+    flags: tuple[str, ...]
+    """`--name=value` words before the arguments."""
+    value: tuple[str, ...]
+    """The arguments: the JSON array's words, a shell form's command line, or the words the
+    instruction has (ENV and LABEL: name, value, name, value...)."""
+
+
+KEYWORDS = frozenset(name.upper() for name in dockerfile.all_cmds())
+"""The instructions Docker knows (the parser takes any word; a build refuses others)."""
 
 
 @dataclass
 class Instruction:
     keyword: str
     flags: dict[str, str]
-    args: str
+    words: tuple[str, ...]
     line: int
+    text: str
     exec_form: list[str] | None = None
     """The JSON array form's words, when the arguments are one."""
+
+    @property
+    def args(self) -> str:
+        """The arguments after the flags, words joined by spaces (a shell form: its command
+        line as Docker keeps it)."""
+        return " ".join(self.words)
 
 
 @dataclass
@@ -41,63 +69,26 @@ class Stage:
         return found[-1]
 
 
-def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Join backslash continuations; drop comments and blank lines (also inside a
-    continuation, as Docker does)."""
-    pending: list[str] = []
-    start = 0
-    for number, raw in enumerate(text.splitlines(), 1):
-        stripped = raw.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        if not pending:
-            start = number
-        if stripped.endswith("\\"):
-            pending.append(stripped[:-1].strip())
-            continue
-        pending.append(stripped)
-        yield start, " ".join(part for part in pending if part)
-        pending = []
-    assert not pending, f"line {start}: continuation runs past the end of the file"
-
-
-def _split_flags(rest: str) -> tuple[dict[str, str], str]:
+def _instruction(command: _Command) -> Instruction:
+    keyword, line = command.cmd.upper(), command.start_line
+    assert keyword in KEYWORDS, f"line {line}: unknown instruction {keyword}"
     flags: dict[str, str] = {}
-    while rest.startswith("--"):
-        word, _, rest = rest.partition(" ")
-        name, _, value = word[2:].partition("=")
+    for flag in command.flags:
+        name, _, value = flag.removeprefix("--").partition("=")
         flags[name] = value
-        rest = rest.lstrip()
-    return flags, rest
-
-
-def _json_words(keyword: str, args: str, line: int) -> list[str] | None:
-    if not args.startswith("["):
-        return None
-    try:
-        words = json.loads(args)
-    except json.JSONDecodeError as exc:
-        raise AssertionError(f"line {line}: {keyword} looks like JSON but is not: {exc}") from None
-    assert isinstance(words, list) and all(isinstance(w, str) for w in words), line
-    return words
+    instruction = Instruction(keyword, flags, command.value, line, command.original)
+    if keyword == "HEALTHCHECK":
+        sub = command.value[0].upper()
+        assert sub in ("CMD", "NONE"), f"line {line}: HEALTHCHECK {sub}"
+        instruction.exec_form = list(command.value[1:]) if command.json else None
+    elif command.json:
+        instruction.exec_form = list(command.value)
+    return instruction
 
 
 def parse_dockerfile(text: str) -> list[Instruction]:
-    instructions = []
-    for line, logical in _logical_lines(text):
-        keyword, _, rest = logical.partition(" ")
-        keyword = keyword.upper()
-        assert keyword in KEYWORDS, f"line {line}: unknown instruction {keyword}"
-        flags, args = _split_flags(rest.strip())
-        instruction = Instruction(keyword, flags, args, line)
-        if keyword in JSON_FORM:
-            instruction.exec_form = _json_words(keyword, args, line)
-        elif keyword == "HEALTHCHECK":
-            sub, _, cmd = args.partition(" ")
-            assert sub.upper() in ("CMD", "NONE"), f"line {line}: HEALTHCHECK {sub}"
-            instruction.exec_form = _json_words("HEALTHCHECK CMD", cmd.strip(), line)
-        instructions.append(instruction)
-    return instructions
+    commands: tuple[_Command, ...] = dockerfile.parse_string(text)
+    return [_instruction(command) for command in commands]
 
 
 def stages_of(instructions: list[Instruction]) -> list[Stage]:
@@ -116,10 +107,12 @@ def stages_of(instructions: list[Instruction]) -> list[Stage]:
 
 
 def env_of(stage: Stage) -> dict[str, str]:
+    """The stage's ENV values, unquoted (and not expanded: `$PATH` stays as written)."""
     env: dict[str, str] = {}
     for instruction in stage.all("ENV"):
-        for word in shlex.split(instruction.args):
-            name, sep, value = word.partition("=")
-            assert sep, f"line {instruction.line}: use ENV NAME=value, not the legacy form"
-            env[name] = value
+        first = instruction.text.split(maxsplit=2)[1]
+        assert "=" in first, f"line {instruction.line}: use ENV NAME=value, not the legacy form"
+        names, values = instruction.words[::2], instruction.words[1::2]
+        for name, value in zip(names, values, strict=True):
+            env[name] = " ".join(shlex.split(value))
     return env

@@ -64,7 +64,7 @@ def test_copy_sources_exist_and_survive_dockerignore(
 @pytest.mark.parametrize(
     "path",
     [
-        "tests/unit/test_deploy.py",
+        "tests/deploy/test_dockerignore.py",
         "tests/conftest.py",
         "bench/forwarding.py",
         ".git/HEAD",

@@ -7,8 +7,8 @@
 # with its dependencies, into /opt/venv; the runtime stage copies only that venv. aiortc, av,
 # pylibsrtp, cryptography and uvloop come as manylinux wheels that carry their own libraries
 # (they need only glibc, libstdc++, libgcc_s and zlib, all in the slim base), so the runtime
-# stage installs no Debian package and has no compiler. tests/unit/test_deploy.py checks what
-# can be checked without a Docker engine.
+# stage installs no Debian package and has no compiler. tests/deploy/ checks what can be
+# checked without a Docker engine.
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \

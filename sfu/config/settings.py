@@ -266,6 +266,49 @@ def load_settings(**overrides: Any) -> Settings:
     return Settings.from_flat(load_flat(**overrides))
 
 
+KEY_PATHS: dict[str, str] = {
+    **{key: key for key in ("node_id", "jwt_secret", "redis_url", "data_dir")},
+    "http_host": "http.host",
+    "http_port": "http.port",
+    "public_url": "http.public_url",
+    "cors_origins": "http.cors_origins",
+    "trusted_proxies": "http.trusted_proxies",
+    **{key: f"limits.{key}" for key in LimitSettings.__dataclass_fields__},
+    "rtc_port_min": "media.port_min",
+    "rtc_port_max": "media.port_max",
+    "rtc_addresses": "media.addresses",
+    "public_ip": "media.public_ip",
+    "rtc_ipv6": "media.ipv6",
+    "ice_timeout_s": "media.ice_timeout_s",
+    "keyframe_min_interval_s": "media.keyframe_min_interval_s",
+    **{f"stun_{name}": f"stun.{name}" for name in StunSettings.__dataclass_fields__},
+    **{key: f"rooms.{key}" for key in RoomSettings.__dataclass_fields__},
+    **{f"webhook_{name}": f"webhooks.{name}" for name in WebhookSettings.__dataclass_fields__},
+    "storage_url": "storage.url",
+    **{key: f"storage.{key}" for key in StorageSettings.__dataclass_fields__ if key != "url"},
+    "recordings_dir": "recording.root",
+    "recording_orphan_s": "recording.orphan_s",
+    "recordings_retention_h": "recording.retention_h",
+    "vod_queue_dir": "vod.queue_root",
+    **{
+        f"vod_{name}": f"vod.{name}"
+        for name in VodSettings.__dataclass_fields__
+        if name != "queue_root"
+    },
+    **{key: f"ops.{key}" for key in OpsSettings.__dataclass_fields__},
+}
+"""Where each file key (and so each `SFU_*` variable) lands in `Settings`, as a dotted path.
+`recordings_dir` and `vod_queue_dir` land resolved against `data_dir`."""
+
+
+def value_at(settings: Settings, key: str) -> Any:
+    """The value `settings` holds for a file key (`http_port` → `settings.http.port`)."""
+    value: Any = settings
+    for name in KEY_PATHS[key].split("."):
+        value = getattr(value, name)
+    return value
+
+
 def default_of(key: str) -> Any:
     """The built-in default of a settings key (`http_port` → 8080), before file and env."""
     field = FlatSettings.model_fields[key]

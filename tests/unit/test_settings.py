@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from sfu.config.loading import ENV_NAMES, FlatSettings, env_name
-from sfu.config.settings import DEV_JWT_SECRET, Settings, SettingsError, load_settings
+from sfu.config.loading import ENV_NAMES, FlatSettings, env_name, load_flat
+from sfu.config.settings import (
+    DEV_JWT_SECRET,
+    KEY_PATHS,
+    Settings,
+    SettingsError,
+    load_settings,
+    value_at,
+)
 
 EXAMPLE_FILE = Path(__file__).resolve().parents[2] / "config" / "sfu.example.toml"
 
@@ -243,3 +250,19 @@ def test_a_section_carries_its_environment_variable(monkeypatch: pytest.MonkeyPa
     assert settings.webhooks.timeout_s == 7.5
     assert settings.recording.root == Path("/srv/sfu/rec")
     assert settings.vod.queue_root == Path("/srv/sfu/vod-queue")
+
+
+def test_key_paths_name_where_each_key_lands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KEY_PATHS (used to read a setting by its file key) agrees with how the sections are
+    built: every key has a path, and the value there is the value loaded for it."""
+    monkeypatch.setenv("SFU_STUN_HOST", "stun.example")
+    monkeypatch.setenv("SFU_VOD_POLL_S", "2.5")
+    flat = load_flat()
+    settings = Settings.from_flat(flat)
+    assert set(KEY_PATHS) == set(FlatSettings.model_fields)
+    resolved = {"recordings_dir", "vod_queue_dir"}
+    for key in set(KEY_PATHS) - resolved:
+        assert value_at(settings, key) == getattr(flat, key), key
+    assert value_at(settings, "stun_host") == "stun.example"
+    assert value_at(settings, "vod_poll_s") == 2.5
+    assert value_at(settings, "recordings_dir") == flat.data_dir / "recordings"

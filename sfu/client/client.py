@@ -33,7 +33,7 @@ from sfu.client.loss import DropPredicate, OutgoingVideoDropper
 from sfu.client.model import (
     ClientStats,
     JoinRefused,
-    PublishedTrack,
+    LocalTrack,
     SfuConnectionClosed,
     SfuErrorReply,
     build_stats,
@@ -84,7 +84,7 @@ class SfuClient:
         """Every message received, in order, as sent by the SFU."""
         self.received_at: list[float] = []
         """Monotonic arrival time of each entry of ``messages``."""
-        self.published: dict[str, PublishedTrack] = {}
+        self.published: dict[str, LocalTrack] = {}
         self.publisher: RTCPeerConnection | None = None
         self.closed_code: int | None = None
         self.close_reason = ""
@@ -314,7 +314,7 @@ class SfuClient:
                 raise ValueError(f"track {track.id} is already published")
         async with self._publish_lock:
             pc = self._publisher_pc()
-            added: list[PublishedTrack] = []
+            added: list[LocalTrack] = []
             for track, source in tracks.items():
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 pacer: DirectPacer | None = None
@@ -327,7 +327,7 @@ class SfuClient:
                         pacer.attach(sender)  # starts when the sender does (DTLS up)
                     else:
                         route_keyframe_requests(sender, track)
-                added.append(PublishedTrack(track, source, transceiver, pacer=pacer))
+                added.append(LocalTrack(track, source, transceiver, pacer=pacer))
                 self.published[track.id] = added[-1]
             try:
                 return await self._negotiate_publisher(timeout)

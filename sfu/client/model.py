@@ -41,7 +41,10 @@ class SfuConnectionClosed(ConnectionError):
 
 
 @dataclass(slots=True)
-class PublishedTrack:
+class LocalTrack:
+    """A track this client publishes (the SFU side of a published track is
+    sfu.media.publisher.PublishedTrack)."""
+
     track: MediaStreamTrack
     source: str
     transceiver: RTCRtpTransceiver
@@ -106,7 +109,7 @@ class ClientStats:
 def build_stats(
     participant_id: str,
     remote_tracks: dict[str, RemoteTrackInfo],
-    published_tracks: dict[str, PublishedTrack],
+    published_tracks: dict[str, LocalTrack],
     *,
     dropped_packets: int,
     messages: int,

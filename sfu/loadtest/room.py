@@ -72,7 +72,7 @@ def failure_label(close_code: int | None) -> str:
 
 
 @dataclass(slots=True)
-class Participant:
+class LoadParticipant:
     role: Role
     user: str
     record: JoinRecord
@@ -110,7 +110,7 @@ class LoadtestRoom:
         roles: list[tuple[Role, str]] = [("mentor", "mentor"), ("mentee", "mentee")]
         roles += [("observer", f"observer{i}") for i in range(options.observers)]
         self.participants = [
-            Participant(
+            LoadParticipant(
                 role=role,
                 user=f"{room_id}-{name}",
                 record=JoinRecord(room_id=room_id, role=role, user=f"{room_id}-{name}"),
@@ -128,7 +128,7 @@ class LoadtestRoom:
         ttl = int(self.options.duration_s) + TOKEN_TTL_MARGIN_S
         return {"Authorization": f"Bearer {mint_service_token(self.options.secret, ttl)}"}
 
-    def _token(self, participant: Participant, observer_index: int) -> str:
+    def _token(self, participant: LoadParticipant, observer_index: int) -> str:
         if self._tokens is not None:
             if participant.role == "mentor":
                 return self._tokens.mentor
@@ -185,7 +185,7 @@ class LoadtestRoom:
         if all(p.record.ok for p in self.participants) and not self.leaving:
             self.live_since = time.monotonic()
 
-    async def _join(self, participant: Participant, observer_index: int) -> None:
+    async def _join(self, participant: LoadParticipant, observer_index: int) -> None:
         record = participant.record
         options = self.options
         ice = IceConfig(addresses=options.ice_addresses) if options.ice_addresses else None

@@ -12,15 +12,15 @@ if TYPE_CHECKING:
     from sfu.config.ladder import DEFAULT_LADDER as DEFAULT_LADDER
     from sfu.config.ladder import Rendition as Rendition
     from sfu.config.ladder import parse_ladder as parse_ladder
+    from sfu.recording.manifest import Manifest as Manifest
+    from sfu.recording.manifest import ManifestError as ManifestError
+    from sfu.recording.manifest import load_manifest as load_manifest
+    from sfu.recording.manifest import parse_manifest as parse_manifest
     from sfu.vod.hls import RenditionInfo as RenditionInfo
     from sfu.vod.layout import Interval as Interval
     from sfu.vod.layout import Layout as Layout
     from sfu.vod.layout import LayoutKind as LayoutKind
     from sfu.vod.layout import build_timeline as build_timeline
-    from sfu.vod.manifest import Manifest as Manifest
-    from sfu.vod.manifest import ManifestError as ManifestError
-    from sfu.vod.manifest import load_manifest as load_manifest
-    from sfu.vod.manifest import parse_manifest as parse_manifest
     from sfu.vod.render import RenderResult as RenderResult
     from sfu.vod.render import render_session as render_session
 
@@ -33,10 +33,10 @@ _WHERE = {
     "Layout": "sfu.vod.layout",
     "LayoutKind": "sfu.vod.layout",
     "build_timeline": "sfu.vod.layout",
-    "Manifest": "sfu.vod.manifest",
-    "ManifestError": "sfu.vod.manifest",
-    "load_manifest": "sfu.vod.manifest",
-    "parse_manifest": "sfu.vod.manifest",
+    "Manifest": "sfu.recording.manifest",
+    "ManifestError": "sfu.recording.manifest",
+    "load_manifest": "sfu.recording.manifest",
+    "parse_manifest": "sfu.recording.manifest",
     "RenderResult": "sfu.vod.render",
     "render_session": "sfu.vod.render",
 }

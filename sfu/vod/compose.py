@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 
+from sfu.recording.manifest import Manifest, Track
 from sfu.vod.canvas import Planes, blit, fill, new_canvas, planes_of, scale_yuv420p, yuv_of_rgb
 from sfu.vod.layout import Rect, build_timeline, fit, layout_at, slots
-from sfu.vod.manifest import Manifest, Track
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sfu.vod.manifest import Manifest, Track
+from sfu.recording.manifest import Manifest, Track
 
 
 class LayoutKind(StrEnum):

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from sfu.config.ladder import DEFAULT_LADDER, Rendition
+from sfu.recording.manifest import Manifest, load_manifest
 from sfu.vod.compose import VideoEvent, programme
 from sfu.vod.hls import FPS, RenditionEncoder, RenditionInfo, read_media_playlist, write_master
-from sfu.vod.manifest import Manifest, load_manifest
 from sfu.vod.pipeline import EncoderPipeline
 
 log = logging.getLogger(__name__)

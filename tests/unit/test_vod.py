@@ -12,6 +12,7 @@ import av
 import numpy as np
 import pytest
 
+from sfu.recording.manifest import load_manifest
 from sfu.vod import (
     LayoutKind,
     ManifestError,
@@ -30,7 +31,6 @@ from sfu.vod.compose import (
     programme,
 )
 from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
-from sfu.vod.manifest import load_manifest
 from sfu.vod.pipeline import EncoderStopped
 from tests.support.media_files import write_opus_tone, write_recorded_video, write_vp8_track
 

@@ -41,8 +41,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from sfu.config.ladder import DEFAULT_LADDER
 from sfu.recording.manifest import load_manifest
-from sfu.vod import DEFAULT_LADDER, render_session
 from sfu.vod.canvas import scale_yuv420p
 from sfu.vod.compose import VideoEvent, programme
 from sfu.vod.hls import (
@@ -54,6 +54,7 @@ from sfu.vod.hls import (
     X264_THREADS,
     AudioEncoder,
 )
+from sfu.vod.render import render_session
 
 CAM_W, CAM_H, CAM_FPS = 640, 480, 30
 SCREEN_W, SCREEN_H, SCREEN_FPS = 1280, 720, 15

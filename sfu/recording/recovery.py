@@ -17,13 +17,8 @@ from redis.exceptions import RedisError
 
 from sfu.core.timestamps import parse_rfc3339, rfc3339_from_s
 from sfu.recording.job_queue import JobQueue
-from sfu.recording.session import (
-    MANIFEST,
-    SessionManifest,
-    find_unfinished,
-    find_unqueued,
-    mark_queued,
-)
+from sfu.recording.manifest import MANIFEST, SessionManifest
+from sfu.recording.session import find_unfinished, find_unqueued, mark_queued
 
 logger = logging.getLogger(__name__)
 

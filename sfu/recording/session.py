@@ -17,84 +17,22 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sfu import metrics
 from sfu.core.timestamps import rfc3339_from_s
+from sfu.recording.manifest import MANIFEST, ParticipantEntry, SessionManifest, TrackEntry
 from sfu.recording.recorder import TrackRecorder
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
 QUEUED_MARKER = "queued.json"
 HEARTBEAT = "heartbeat"
 """Touched while the session records (`RecordingSession.heartbeat`): on a recordings volume
 shared by several SFU nodes, a "recording" session whose heartbeat is old belongs to a node
 that stopped, and any node may finalise it."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.]+")
-
-
-@dataclass(slots=True)
-class ParticipantEntry:
-    participant_id: str
-    user_id: str
-    name: str
-    role: str
-    joined_at_s: float
-    left_at_s: float | None = None
-
-
-@dataclass(slots=True)
-class TrackEntry:
-    track_id: str
-    participant_id: str
-    kind: str
-    source: str
-    codec: str
-    file: str  # relative to the session directory
-    start_s: float  # wall-clock offset from the session start of the file's first frame
-    end_s: float | None
-    segment: int
-
-
-@dataclass(slots=True)
-class SessionManifest:
-    session_id: str
-    room_id: str
-    started_at: str  # RFC 3339
-    ended_at: str | None = None
-    status: str = "recording"  # or "finalised"
-    participants: list[ParticipantEntry] = field(default_factory=list)
-    tracks: list[TrackEntry] = field(default_factory=list)
-    node_id: str | None = None  # the SFU node that records it (SFU_NODE_ID)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SessionManifest:
-        return cls(
-            session_id=str(data["session_id"]),
-            room_id=str(data["room_id"]),
-            started_at=str(data["started_at"]),
-            ended_at=data.get("ended_at"),
-            status=str(data["status"]),
-            participants=[ParticipantEntry(**p) for p in data.get("participants", [])],
-            tracks=[TrackEntry(**t) for t in data.get("tracks", [])],
-            node_id=data.get("node_id"),
-        )
-
-    def write(self, path: Path) -> None:
-        """Atomic: readers see the old or the new manifest, never a torn one."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-
-    @classmethod
-    def read(cls, path: Path) -> SessionManifest:
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
 
 
 def last_sign_of_life(session_dir: Path) -> float:

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 from av.video.reformatter import VideoReformatter
 
-from sfu.recording.manifest import Manifest, Track
+from sfu.recording.manifest import SessionManifest, TrackEntry
 from sfu.vod.canvas import Planes, blit, fill, new_canvas, planes_of, scale_yuv420p, yuv_of_rgb
 from sfu.vod.layout import Rect, build_timeline, fit, layout_at, slots
 
@@ -81,7 +81,7 @@ def _decode(path: Path, kind: str) -> Generator[tuple[float, av.VideoFrame | av.
 class VideoTrackReader:
     """The picture of one video track at monotonically increasing programme times."""
 
-    def __init__(self, path: Path, track: Track) -> None:
+    def __init__(self, path: Path, track: TrackEntry) -> None:
         self._path = path
         self._track = track
         self._frames: Generator[tuple[float, av.VideoFrame | av.AudioFrame]] | None = None
@@ -103,8 +103,8 @@ class VideoTrackReader:
         return None
 
     def _frame_at(self, t: float) -> tuple[int, av.VideoFrame] | None:
-        if t < self._track.start_s - 1e-6 or t > self._track.end_s + 1e-6:
-            if t > self._track.end_s:
+        if t < self._track.start_s - 1e-6 or t > self._track.end + 1e-6:
+            if t > self._track.end:
                 self.close()
             return None
         # each iteration consumes one decoded frame, so this ends with the file
@@ -151,11 +151,11 @@ class VideoTrackReader:
 class AudioTrackReader:
     """48 kHz stereo float samples of one audio track, read at increasing programme offsets."""
 
-    def __init__(self, path: Path, track: Track) -> None:
+    def __init__(self, path: Path, track: TrackEntry) -> None:
         self._path = path
         self._track = track
         self._start = round(track.start_s * AUDIO_RATE)
-        self._end = round(track.end_s * AUDIO_RATE)
+        self._end = round(track.end * AUDIO_RATE)
         self._frames: Generator[tuple[float, av.VideoFrame | av.AudioFrame]] | None = None
         self._resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
         self._buf: FloatArray = np.zeros((2, 0), dtype=np.float32)
@@ -223,7 +223,7 @@ class AudioTrackReader:
 
 
 def programme(
-    manifest: Manifest, session_dir: Path, width: int, height: int, fps: int
+    manifest: SessionManifest, session_dir: Path, width: int, height: int, fps: int
 ) -> Iterator[VideoEvent | AudioEvent]:
     """The composed programme, video frames and audio chunks interleaved in time order."""
     duration = manifest.duration_s

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sfu.recording.manifest import Manifest, Track
+from sfu.recording.manifest import SessionManifest, TrackEntry
 
 
 class LayoutKind(StrEnum):
@@ -50,20 +50,20 @@ class Slot:
     rect: Rect
 
 
-def _active(tracks: list[Track], t0: float, t1: float) -> Track | None:
+def _active(tracks: list[TrackEntry], t0: float, t1: float) -> TrackEntry | None:
     """The track covering [t0, t1]; the one that started last wins when several do."""
-    best: Track | None = None
+    best: TrackEntry | None = None
     for track in tracks:
         if (
             track.start_s <= t0
-            and track.end_s >= t1
+            and track.end >= t1
             and (best is None or track.start_s >= best.start_s)
         ):
             best = track
     return best
 
 
-def build_timeline(manifest: Manifest) -> list[Interval]:
+def build_timeline(manifest: SessionManifest) -> list[Interval]:
     """Consecutive, non-overlapping intervals covering [0, duration], adjacent equals merged."""
     duration = manifest.duration_s
     if duration <= 0:
@@ -79,7 +79,7 @@ def build_timeline(manifest: Manifest) -> list[Interval]:
     }
     edges = {0.0, duration}
     for track in video:
-        for edge in (track.start_s, track.end_s):
+        for edge in (track.start_s, track.end):
             if 0.0 < edge < duration:
                 edges.add(edge)
     points = sorted(edges)

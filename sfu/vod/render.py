@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sfu.config.ladder import DEFAULT_LADDER, Rendition
-from sfu.recording.manifest import Manifest, load_manifest
+from sfu.recording.manifest import SessionManifest, load_manifest
 from sfu.vod.compose import VideoEvent, programme
 from sfu.vod.hls import FPS, RenditionEncoder, RenditionInfo, read_media_playlist, write_master
 from sfu.vod.pipeline import EncoderPipeline
@@ -53,7 +53,7 @@ class _Progress:
         self._reported = max(self._reported, min(frames_done, self._n_frames))
 
 
-def build_metadata(manifest: Manifest, infos: list[RenditionInfo]) -> dict[str, Any]:
+def build_metadata(manifest: SessionManifest, infos: list[RenditionInfo]) -> dict[str, Any]:
     roles = {p.participant_id: p for p in manifest.participants}
     return {
         "session_id": manifest.session_id,

@@ -28,8 +28,8 @@ from sfu import metrics
 from sfu.config.ladder import parse_ladder
 from sfu.config.settings import Settings
 from sfu.recording.job_queue import DeadJob, Job, JobQueue
+from sfu.recording.manifest import MANIFEST, SessionManifest
 from sfu.recording.queue_factory import open_job_queue
-from sfu.recording.session import MANIFEST, SessionManifest
 from sfu.storage import ObjectStore, store_from_settings
 from sfu.storage.base import StorageError
 from sfu.vod.publish import publish_dir, vod_prefix

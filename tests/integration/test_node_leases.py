@@ -14,7 +14,8 @@ import pytest
 
 from sfu.recording.leases import NoNodeLeases, RedisNodeLeases, node_leases
 from sfu.recording.local_queue import LocalJobQueue
-from sfu.recording.session import MANIFEST, RecordingSession
+from sfu.recording.manifest import MANIFEST
+from sfu.recording.session import RecordingSession
 from sfu.recording.watch import RecordingWatch
 from sfu.testing.process import free_tcp_port, redis_server
 from tests.unit.test_recording_watch import ORPHAN_S, _session

@@ -15,9 +15,10 @@ import pytest
 
 from sfu.recording.job_queue import JobQueue
 from sfu.recording.local_queue import LocalJobQueue
+from sfu.recording.manifest import SessionManifest
 from sfu.recording.recovery import hand_off, recover_unfinished, recover_unqueued
 from sfu.recording.redis_queue import RedisJobQueue
-from sfu.recording.session import QUEUED_MARKER, RecordingSession, SessionManifest
+from sfu.recording.session import QUEUED_MARKER, RecordingSession
 from sfu.testing.process import redis_server
 
 MakeQueue = Callable[..., JobQueue]

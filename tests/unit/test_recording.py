@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from sfu.client.clips import Clip, Codec, EncodedUnit, get_clip, load_clip
 from sfu.recording.assembler import AUDIO_START_HOLD, Frame, FrameAssembler
 from sfu.recording.bitstream import annexb_nal_units, frame_dimensions
+from sfu.recording.manifest import SessionManifest
 from sfu.recording.recorder import TrackRecorder
-from sfu.recording.session import RecordingSession, SessionManifest, find_unfinished
+from sfu.recording.session import RecordingSession, find_unfinished
 from tests.support.media_files import CODECS, packetize
 
 
@@ -397,7 +398,7 @@ async def test_session_manifest_and_segments(tmp_path: Path) -> None:
     assert data["status"] == "recording" and data["started_at"] == "2023-11-14T22:13:20.000Z"
     assert [m.session_id for m in find_unfinished(tmp_path)] == ["sess1"]
 
-    session.participant_joined("p1", "u1", "Ann", "host")
+    session.participant_joined("p1", "u1", "Ann", "mentor")
     clock.now += 2
     clip = clip_of("vp8")
     for segment in range(2):
@@ -419,7 +420,7 @@ async def test_session_manifest_and_segments(tmp_path: Path) -> None:
             "participant_id": "p1",
             "user_id": "u1",
             "name": "Ann",
-            "role": "host",
+            "role": "mentor",
             "joined_at_s": 0.0,
             "left_at_s": 12.0,
         }

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 from sfu.recording.local_queue import LocalJobQueue
+from sfu.recording.manifest import MANIFEST
 from sfu.recording.session import (
     HEARTBEAT,
-    MANIFEST,
     RecordingSession,
     find_unfinished,
     find_unqueued,

@@ -12,16 +12,8 @@ import av
 import numpy as np
 import pytest
 
-from sfu.recording.manifest import load_manifest
-from sfu.vod import (
-    LayoutKind,
-    ManifestError,
-    RenderResult,
-    Rendition,
-    build_timeline,
-    parse_manifest,
-    render_session,
-)
+from sfu.config.ladder import Rendition
+from sfu.recording.manifest import ManifestError, load_manifest, parse_manifest
 from sfu.vod.canvas import BLACK, Planes, planes_of, yuv_of_rgb
 from sfu.vod.compose import (
     PLACEHOLDER,
@@ -30,8 +22,9 @@ from sfu.vod.compose import (
     VideoTrackReader,
     programme,
 )
-from sfu.vod.layout import Layout, Rect, fit, layout_at, slots
+from sfu.vod.layout import Layout, LayoutKind, Rect, build_timeline, fit, layout_at, slots
 from sfu.vod.pipeline import EncoderStopped
+from sfu.vod.render import RenderResult, render_session
 from tests.support.media_files import write_opus_tone, write_recorded_video, write_vp8_track
 
 SESSION_S = 6.0

@@ -37,8 +37,8 @@ from sfu.client.clips import Clip
 from sfu.recording.assembler import FrameAssembler
 from sfu.recording.drain import FLUSH_INTERVAL_S
 from sfu.recording.writer import MatroskaWriter
+from sfu.testing.packets import packetize
 from sfu.testing.process import make_sfu
-from tests.support.media_files import packetize
 
 
 async def one_run(record: bool, window: float, warmup: float, index: int) -> dict[str, Any]:

@@ -1,55 +1,21 @@
 from __future__ import annotations
 
 import itertools
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-import aiohttp
 import pytest
 
 from sfu.client.client import SfuClient
-from sfu.client.clips import PacedPacketTrack
 from sfu.core.vocabulary import Role
-from sfu.ice.connection import IceConfig
 from sfu.testing.process import SfuProcess
+from tests.support.media_files import write_opus_tone, write_vp8_track
+from tests.support.rooms import LOOPBACK, Join
+from tests.support.vod_worker import (
+    SESSION_S,
+)
 
-LOOPBACK = IceConfig(addresses=("127.0.0.1",))
 _users = itertools.count()
-
-Join = Callable[..., Awaitable[SfuClient]]
-
-
-async def create_room(sfu: SfuProcess, **body: object) -> dict[str, object]:
-    room_id = str(body.pop("room_id", f"it-{uuid.uuid4().hex[:10]}"))
-    async with aiohttp.ClientSession() as http:
-        response = await http.post(
-            sfu.url + "/rooms", json={"room_id": room_id, **body}, headers=sfu.service_headers()
-        )
-        assert response.status == 201, await response.text()
-        room: dict[str, object] = await response.json()
-        return room
-
-
-async def metric(sfu: SfuProcess, name: str) -> float:
-    """A value read from the SFU's /metrics (summed over labels)."""
-    async with aiohttp.ClientSession() as http:
-        text = await (await http.get(sfu.url + "/metrics")).text()
-    values = [
-        float(line.split()[-1])
-        for line in text.splitlines()
-        if line.startswith(name + " ") or line.startswith(name + "{")
-    ]
-    if not values:
-        raise AssertionError(f"{name} is not in /metrics")
-    return sum(values)
-
-
-def camera() -> PacedPacketTrack:
-    return PacedPacketTrack.from_codec("vp8", seconds=4)
-
-
-def microphone() -> PacedPacketTrack:
-    return PacedPacketTrack.from_codec("opus", seconds=4)
 
 
 @pytest.fixture
@@ -81,3 +47,13 @@ async def join(sfu: SfuProcess) -> AsyncIterator[Join]:
     yield _join
     for client in clients:
         await client.close()
+
+
+@pytest.fixture(scope="module")
+def tracks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The media of one session, written once and copied into each test's recordings dir."""
+    root = tmp_path_factory.mktemp("tracks")
+    write_vp8_track(root / "cam-a.mkv", (210, 40, 40), SESSION_S)
+    write_vp8_track(root / "cam-b.mkv", (40, 40, 210), SESSION_S)
+    write_opus_tone(root / "mic-a.mkv", 440.0, SESSION_S)
+    return root

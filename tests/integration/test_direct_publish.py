@@ -22,7 +22,7 @@ from sfu.core.vocabulary import Role
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.seams import TapReceiver
 from sfu.testing.process import SfuProcess
-from tests.integration.conftest import LOOPBACK, create_room, metric
+from tests.support.rooms import LOOPBACK, create_room, metric
 
 JoinAs = Callable[..., Awaitable[SfuClient]]
 

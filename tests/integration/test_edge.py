@@ -13,7 +13,7 @@ import pytest
 from sfu.client.client import SfuClient
 from sfu.client.model import JoinRefused
 from sfu.testing.process import SfuProcess, make_sfu
-from tests.integration.conftest import LOOPBACK, create_room
+from tests.support.rooms import LOOPBACK, create_room
 
 
 @pytest.fixture

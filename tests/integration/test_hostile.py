@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from sfu.testing.process import SfuProcess, make_sfu
-from tests.integration.conftest import Join, camera, create_room, microphone
+from tests.support.rooms import Join, camera, create_room, microphone
 
 FLOOD_SECONDS = 6.0
 

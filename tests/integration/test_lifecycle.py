@@ -18,7 +18,7 @@ import pytest
 from sfu.client.client import SfuClient
 from sfu.media.seams import client_peer_connection
 from sfu.testing.process import SfuProcess, make_sfu, redis_server
-from tests.integration.conftest import LOOPBACK, Join, camera, create_room, metric, microphone
+from tests.support.rooms import LOOPBACK, Join, camera, create_room, metric, microphone
 
 
 def thread_count(pid: int) -> int:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from sfu.api.tokens import mint_participant_token
 from sfu.testing.process import TEST_SECRET, SfuProcess, make_sfu
-from tests.integration.conftest import create_room
+from tests.support.rooms import create_room
 
 RUN_TIMEOUT_S = 120
 

@@ -10,7 +10,7 @@ import pytest
 from sfu.client.model import RemoteTrackStats, SfuErrorReply
 from sfu.media.internals import internal
 from sfu.testing.process import SfuProcess
-from tests.integration.conftest import Join, camera, create_room, metric, microphone
+from tests.support.rooms import Join, camera, create_room, metric, microphone
 
 FRAMES = 60
 

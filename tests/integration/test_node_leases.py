@@ -18,7 +18,7 @@ from sfu.recording.manifest import MANIFEST
 from sfu.recording.session import RecordingSession
 from sfu.recording.watch import RecordingWatch
 from sfu.testing.process import free_tcp_port, redis_server
-from tests.unit.test_recording_watch import ORPHAN_S, _session
+from tests.support.recordings import ORPHAN_S, stale_session
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def _leases(
 def _stale_session(root: Path, session_id: str, node_id: str) -> RecordingSession:
     """A session in "recording" whose heartbeat has been silent for longer than the orphan
     time, as one on a volume its node cannot write to."""
-    return _session(root, session_id, node_id, age_s=ORPHAN_S + 5)
+    return stale_session(root, session_id, node_id, age_s=ORPHAN_S + 5)
 
 
 def _status(root: Path, session_id: str) -> str:

@@ -19,8 +19,8 @@ import av
 from sfu.client.client import SfuClient
 from sfu.recording.session import last_sign_of_life
 from sfu.testing.process import SfuProcess, make_sfu, redis_server
-from tests.integration.conftest import LOOPBACK, camera, create_room, metric, microphone
-from tests.integration.test_vod_worker import _run_worker
+from tests.support.rooms import LOOPBACK, camera, create_room, metric, microphone
+from tests.support.vod_worker import run_worker
 
 RECORD_S = 6.0
 
@@ -59,7 +59,7 @@ async def test_sfu_killed_mid_session_is_recovered_and_published() -> None:
         manifest = json.loads(manifest_path.read_text())
         assert manifest["status"] == "finalised"
         assert all(t["end_s"] is not None for t in manifest["tracks"])
-        code, logs = await _run_worker(server.env, "--once", timeout=240)
+        code, logs = await run_worker(server.env, "--once", timeout=240)
         assert code == 0, logs[-3000:]
     finally:
         server.stop()
@@ -245,7 +245,7 @@ async def test_a_full_recordings_disk_loses_only_what_came_while_it_was_full(
         assert frames >= 25 * 2, (frames, last)  # seconds of video after the space came back
         assert last["start_s"] >= segments[0]["start_s"]
         # the VOD worker renders both segments (the first one cut short by the full disk)
-        code, logs = await _run_worker({**node.env, "SFU_RECORDINGS_DIR": str(inside)}, "--once")
+        code, logs = await run_worker({**node.env, "SFU_RECORDINGS_DIR": str(inside)}, "--once")
         assert code == 0, logs[-3000:]
         vod = Path(node.env["SFU_DATA_DIR"]) / "objects" / "vod" / "sessions" / session_dir.name
         middle = {(t["start_s"] + t["end_s"]) / 2: -1.0 for t in (segments[0], last)}

@@ -31,7 +31,7 @@ from sfu.client.client import SfuClient
 from sfu.client.clips import Clip, PacedPacketTrack, get_clip, load_clip
 from sfu.media.tap_receiver import RtpSink, TapReceiver
 from sfu.testing.process import SfuProcess
-from tests.integration.conftest import Join, create_room
+from tests.support.rooms import Join, create_room
 
 CLIP_S = 4
 

@@ -11,8 +11,8 @@ import aiohttp
 import av
 
 from sfu.testing.process import SfuProcess
-from tests.integration.conftest import Join, camera, create_room, microphone
-from tests.integration.test_vod_worker import _run_worker
+from tests.support.rooms import Join, camera, create_room, microphone
+from tests.support.vod_worker import run_worker
 
 
 def decoded_frames(path: Path) -> tuple[int, int]:
@@ -86,7 +86,7 @@ async def test_recorded_room_writes_decodable_tracks(sfu: SfuProcess, join: Join
 
     # the VOD pipeline: `sfu vod-worker --once` with the same settings turns it into HLS
     env = {**sfu.env}
-    code, logs = await _run_worker(env, "--once", timeout=240)
+    code, logs = await run_worker(env, "--once", timeout=240)
     assert code == 0, logs[-3000:]
     vod = data_dir / "objects" / "vod" / "sessions" / session_id
     metadata = json.loads((vod / "metadata.json").read_text())
@@ -158,7 +158,7 @@ async def test_a_reconnect_mid_session_keeps_both_parts_in_the_vod(
         mentee.participant_id,
         again.participant_id,
     ]
-    code, logs = await _run_worker({**sfu.env}, "--once", timeout=240)
+    code, logs = await run_worker({**sfu.env}, "--once", timeout=240)
     assert code == 0, logs[-3000:]
     vod = Path(sfu.env["SFU_DATA_DIR"]) / "objects" / "vod" / "sessions" / session_id
     metadata = json.loads((vod / "metadata.json").read_text())

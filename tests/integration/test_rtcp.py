@@ -15,7 +15,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, unpack_remb_
 from sfu.client.client import SfuClient
 from sfu.client.clips import PacedPacketTrack
 from sfu.testing.process import SfuProcess
-from tests.integration.conftest import Join, camera, create_room, metric, microphone
+from tests.support.rooms import Join, camera, create_room, metric, microphone
 
 
 async def test_h264_is_forwarded(sfu: SfuProcess, join: Join) -> None:

@@ -13,7 +13,7 @@ import pytest
 from sfu.client.client import SfuClient
 from sfu.client.model import JoinRefused, SfuErrorReply
 from sfu.testing.process import TEST_SECRET, SfuProcess
-from tests.integration.conftest import LOOPBACK, Join, camera, create_room
+from tests.support.rooms import LOOPBACK, Join, camera, create_room
 
 
 async def _refused(sfu: SfuProcess, token: str) -> int | None:

@@ -15,19 +15,16 @@ import redis.asyncio as aioredis
 
 from sfu.recording.redis_queue import RedisJobQueue
 from sfu.testing.process import free_tcp_port, redis_server
-from tests.integration.test_vod_worker import (
+from tests.support.vod_worker import (
     PREFIX,
     SESSION_ID,
-    _check_published,
-    _env,
-    _kill_worker_mid_job,
-    _make_session,
-    _run_cli,
-    _run_worker,
-    tracks_dir,
+    check_published,
+    kill_worker_mid_job,
+    make_session,
+    run_cli,
+    run_worker,
+    worker_env,
 )
-
-__all__ = ["tracks_dir"]  # the module-scoped fixture, shared with test_vod_worker
 
 STREAM = "sfu:vod:jobs"  # the defaults `sfu vod-worker` uses with REDIS_URL
 GROUP = "vod-workers"
@@ -66,23 +63,23 @@ async def test_killed_worker_job_is_autoclaimed_from_redis(
 ) -> None:
     hook_url, received = webhooks
     data = tmp_path / "data"
-    _make_session(data / "recordings", tracks_dir)
-    env = _env(data, REDIS_URL=redis_url, SFU_WEBHOOK_URL=hook_url)
+    make_session(data / "recordings", tracks_dir)
+    env = worker_env(data, REDIS_URL=redis_url, SFU_WEBHOOK_URL=hook_url)
     queue = RedisJobQueue(redis_url)
     client: Any = aioredis.from_url(redis_url, decode_responses=True)
     try:
         await queue.enqueue(SESSION_ID)
-        await _kill_worker_mid_job(env, "doomed")
+        await kill_worker_mid_job(env, "doomed")
 
         pending = await client.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
         assert [p["consumer"] for p in pending] == ["doomed"]  # in the PEL, not acked
         assert not (data / "objects" / PREFIX / "master.m3u8").exists()
         await asyncio.sleep(1.5)  # SFU_VOD_CLAIM_IDLE_S=1: the entry is now idle enough
 
-        code, err = await _run_worker(env, "--once", "--consumer", "rescuer")
+        code, err = await run_worker(env, "--once", "--consumer", "rescuer")
         assert code == 0, err
         assert "took over" in err
-        _check_published(data)  # complete, and nothing extra (no duplicated objects)
+        check_published(data)  # complete, and nothing extra (no duplicated objects)
         summary = await client.xpending(STREAM, GROUP)
         assert summary["pending"] == 0
         assert await client.xlen(STREAM) == 0
@@ -99,7 +96,7 @@ async def test_killed_worker_job_is_autoclaimed_from_redis(
 
 
 async def test_dead_letters_from_the_cli_with_redis(tmp_path: Path, redis_url: str) -> None:
-    env = _env(tmp_path / "data", REDIS_URL=redis_url)
+    env = worker_env(tmp_path / "data", REDIS_URL=redis_url)
     queue = RedisJobQueue(redis_url, max_attempts=1)
     try:
         await queue.enqueue("sess-dead")
@@ -107,17 +104,17 @@ async def test_dead_letters_from_the_cli_with_redis(tmp_path: Path, redis_url: s
         assert job is not None
         assert await queue.fail(job, "RenderError: no video track") is True
 
-        code, out, err = await _run_cli(env, "--list-dead")
+        code, out, err = await run_cli(env, "--list-dead")
         assert code == 0, err
         [dead] = [json.loads(line) for line in out.splitlines()]
         assert dead["session_id"] == "sess-dead" and dead["attempts"] == 1
         assert dead["reason"] == "RenderError: no video track"
 
-        code, _, err = await _run_cli(env, "--requeue", "sess-other")
+        code, _, err = await run_cli(env, "--requeue", "sess-other")
         assert code != 0 and "no dead job for session 'sess-other'" in err
-        code, _, err = await _run_cli(env, "--requeue", "sess-dead")
+        code, _, err = await run_cli(env, "--requeue", "sess-dead")
         assert code == 0, err
-        code, out, err = await _run_cli(env, "--list-dead")
+        code, out, err = await run_cli(env, "--list-dead")
         assert code == 0 and out == "", (out, err)
         again = await queue.claim("w", block_s=0.1)
         assert again is not None and again.session_id == "sess-dead" and again.attempts == 0

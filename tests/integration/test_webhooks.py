@@ -18,7 +18,7 @@ from sfu.client.client import SfuClient
 from sfu.core.vocabulary import Role
 from sfu.testing.process import TEST_SECRET, SfuProcess, free_tcp_port, make_sfu
 from sfu.webhooks.payload import SIGNATURE_HEADER, verify_signature
-from tests.integration.conftest import LOOPBACK, camera, create_room
+from tests.support.rooms import LOOPBACK, camera, create_room
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:

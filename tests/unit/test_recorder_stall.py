@@ -20,7 +20,7 @@ from sfu.client.clips import get_clip, load_clip
 from sfu.recording.assembler import Frame
 from sfu.recording.recorder import TrackRecorder
 from sfu.recording.writer import MatroskaWriter
-from tests.support.media_files import packetize
+from sfu.testing.packets import packetize
 
 OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=111)
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)

@@ -23,7 +23,7 @@ from sfu.recording.bitstream import annexb_nal_units, frame_dimensions
 from sfu.recording.manifest import SessionManifest
 from sfu.recording.recorder import TrackRecorder
 from sfu.recording.session import RecordingSession, find_unfinished
-from tests.support.media_files import CODECS, packetize
+from sfu.testing.packets import CODECS, packetize
 
 
 def clip_of(codec: Codec, seconds: float = 2) -> Clip:

@@ -19,16 +19,7 @@ from sfu.recording.session import (
     last_sign_of_life,
 )
 from sfu.recording.watch import RecordingWatch
-
-ORPHAN_S = 60.0
-
-
-def _session(root: Path, session_id: str, node_id: str | None, age_s: float) -> RecordingSession:
-    session = RecordingSession(root, session_id, "room-1", node_id=node_id)
-    then = time.time() - age_s
-    for path in (session.dir / HEARTBEAT, session.dir / MANIFEST):
-        os.utime(path, (then, then))
-    return session
+from tests.support.recordings import ORPHAN_S, stale_session
 
 
 def _ids(root: Path, **kwargs: object) -> list[str]:
@@ -36,11 +27,11 @@ def _ids(root: Path, **kwargs: object) -> list[str]:
 
 
 def test_a_shared_volume_keeps_other_nodes_live_sessions(tmp_path: Path) -> None:
-    _session(tmp_path, "SE_fresh_other", "node-b", age_s=5)
-    _session(tmp_path, "SE_stale_other", "node-b", age_s=ORPHAN_S + 5)
-    _session(tmp_path, "SE_fresh_mine", "node-a", age_s=5)
-    _session(tmp_path, "SE_stale_live", "node-a", age_s=ORPHAN_S + 5)
-    _session(tmp_path, "SE_no_node", None, age_s=ORPHAN_S + 5)
+    stale_session(tmp_path, "SE_fresh_other", "node-b", age_s=5)
+    stale_session(tmp_path, "SE_stale_other", "node-b", age_s=ORPHAN_S + 5)
+    stale_session(tmp_path, "SE_fresh_mine", "node-a", age_s=5)
+    stale_session(tmp_path, "SE_stale_live", "node-a", age_s=ORPHAN_S + 5)
+    stale_session(tmp_path, "SE_no_node", None, age_s=ORPHAN_S + 5)
     shared = _ids(
         tmp_path, node_id="node-a", stale_after_s=ORPHAN_S, live=frozenset({"SE_stale_live"})
     )
@@ -56,7 +47,7 @@ def test_a_shared_volume_keeps_other_nodes_live_sessions(tmp_path: Path) -> None
 
 
 def test_sign_of_life_without_a_heartbeat_is_the_newest_file(tmp_path: Path) -> None:
-    session = _session(tmp_path, "SE_old_format", None, age_s=600)
+    session = stale_session(tmp_path, "SE_old_format", None, age_s=600)
     (session.dir / HEARTBEAT).unlink()
     track = session.dir / "tracks" / "p-camera-0.mkv"
     track.write_bytes(b"x")
@@ -79,9 +70,9 @@ async def test_unqueued_sessions_are_left_to_a_hand_off_in_progress(tmp_path: Pa
 
 async def test_watch_beats_for_live_sessions_and_adopts_abandoned_ones(tmp_path: Path) -> None:
     root = tmp_path / "recordings"
-    live = _session(root, "SE_live", "node-a", age_s=ORPHAN_S + 5)
-    _session(root, "SE_abandoned", "node-b", age_s=ORPHAN_S + 5)
-    _session(root, "SE_other_live", "node-b", age_s=1)
+    live = stale_session(root, "SE_live", "node-a", age_s=ORPHAN_S + 5)
+    stale_session(root, "SE_abandoned", "node-b", age_s=ORPHAN_S + 5)
+    stale_session(root, "SE_other_live", "node-b", age_s=1)
     queue = LocalJobQueue(tmp_path / "queue")
     watch = RecordingWatch(root, queue, lambda: [live], node_id="node-a", orphan_s=ORPHAN_S)
 

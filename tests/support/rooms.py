@@ -1,0 +1,52 @@
+"""Rooms on a running SFU for the integration tests: create one, read /metrics, paced camera
+and microphone tracks, and the loopback ICE configuration the test clients use."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+
+from sfu.client.client import SfuClient
+from sfu.client.clips import PacedPacketTrack
+from sfu.ice.connection import IceConfig
+from sfu.testing.process import SfuProcess
+
+LOOPBACK = IceConfig(addresses=("127.0.0.1",))
+
+
+Join = Callable[..., Awaitable[SfuClient]]
+
+
+async def create_room(sfu: SfuProcess, **body: object) -> dict[str, object]:
+    room_id = str(body.pop("room_id", f"it-{uuid.uuid4().hex[:10]}"))
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(
+            sfu.url + "/rooms", json={"room_id": room_id, **body}, headers=sfu.service_headers()
+        )
+        assert response.status == 201, await response.text()
+        room: dict[str, object] = await response.json()
+        return room
+
+
+async def metric(sfu: SfuProcess, name: str) -> float:
+    """A value read from the SFU's /metrics (summed over labels)."""
+    async with aiohttp.ClientSession() as http:
+        text = await (await http.get(sfu.url + "/metrics")).text()
+    values = [
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name + " ") or line.startswith(name + "{")
+    ]
+    if not values:
+        raise AssertionError(f"{name} is not in /metrics")
+    return sum(values)
+
+
+def camera() -> PacedPacketTrack:
+    return PacedPacketTrack.from_codec("vp8", seconds=4)
+
+
+def microphone() -> PacedPacketTrack:
+    return PacedPacketTrack.from_codec("opus", seconds=4)

@@ -19,6 +19,7 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 echo "== ruff"; python3 -m ruff check .
 echo "== mypy"; python3 -m mypy
+echo "== import layers"; lint-imports --no-cache
 
 echo "== pytest (loopback-only network namespace)"
 exec unshare --net -- sh -c 'ip link set lo up && exec python3 -m pytest "$@"' pytest "$@"

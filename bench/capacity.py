@@ -1,7 +1,7 @@
 """Capacity benchmark: how many 1:1 mentoring rooms one core of SFU carries, with `sfu loadtest`.
 
 For every room count N of `--rooms`, a fresh SFU process (``python -m sfu serve`` via
-tests/sfu_process.make_sfu, logging at WARNING) is pinned to `--sfu-cpus` and `sfu loadtest`
+sfu/testing/process.make_sfu, logging at WARNING) is pinned to `--sfu-cpus` and `sfu loadtest`
 (the tool under test, as a subprocess) to `--client-cpus`; the load tester creates N rooms whose
 mentor and mentee each publish 640x480 30 fps VP8 at ~1 Mbit/s plus Opus and receive the other,
 ramps them in, holds them for `--duration` seconds and writes its JSON result. From those:

@@ -86,7 +86,7 @@ class Server(Protocol):
 
 
 class SfuServer:
-    """``python -m sfu serve`` via tests/sfu_process.make_sfu, logging at WARNING."""
+    """``python -m sfu serve`` via sfu/testing/process.make_sfu, logging at WARNING."""
 
     name = "sfu"
 

@@ -1,4 +1,4 @@
-"""The VOD job queue's protocol and data, shared by its two implementations (handoff.py:
+"""The VOD job queue's protocol and data, shared by its two implementations (local_queue.py:
 `LocalJobQueue`, redis_queue.py: `RedisJobQueue`)."""
 
 from __future__ import annotations

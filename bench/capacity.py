@@ -264,8 +264,9 @@ def table(runs: list[Run]) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The options of one capacity run; bench/capacity_ab adds its A/B options."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rooms", default="2,6,10,14", help="room counts for the fit")
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--hold", default="", help="room counts to hold, increasing")
@@ -278,27 +279,12 @@ def main() -> None:
     parser.add_argument(
         "--loadtest-arg", action="append", default=[], help="extra argument for sfu loadtest"
     )
-    parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        help="A/B mode: NAME=PATH[@asyncio][+record] (repeat); every room count is run for each "
-        "variant in turn, --rounds times",
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="A/B mode: rounds")
-    parser.add_argument(
-        "--concurrent",
-        action="store_true",
-        help="A/B mode: run the variants' SFUs at the same time on the same CPUs (each with its "
-        "own load tester and port range) and read their CPU over one common window",
-    )
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    if args.variant:
-        from bench.capacity_ab import compare  # it builds on this module's runs
+    return parser
 
-        compare([Variant.parse(v) for v in args.variant], args)
-        return
+
+def main() -> None:
+    args = build_parser(__doc__.split("\n")[0]).parse_args()
     began = time.time()
     runs: list[Run] = []
     for rooms in [int(x) for x in args.rooms.split(",") if x]:

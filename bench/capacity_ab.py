@@ -1,4 +1,5 @@
-"""A/B mode of the capacity benchmark (`bench/capacity --variant ... [--concurrent]`).
+"""A/B mode of the capacity benchmark (`python -m bench.capacity_ab --variant ... [--concurrent]`,
+with every option of `bench/capacity` too).
 
 Every variant (a checkout, its event loop, recorded rooms or not) runs at every room count of
 `--rooms`, `--rounds` times, round-robin so the machine's drift hits them alike. With
@@ -23,7 +24,18 @@ from typing import Any
 import numpy as np
 import psutil  # type: ignore[import-untyped,unused-ignore]
 
-from bench.capacity import PORT_MAX, PORT_MIN, Launch, Run, Variant, finish, fit, launch, run_once
+from bench.capacity import (
+    PORT_MAX,
+    PORT_MIN,
+    Launch,
+    Run,
+    Variant,
+    build_parser,
+    finish,
+    fit,
+    launch,
+    run_once,
+)
 from bench.forwarding import machine
 from sfu.recording.recorder import RECORDER_THREAD
 
@@ -203,3 +215,27 @@ def paired_overhead(
         text += f"; one room count, so no fit: no share of {first}'s marginal room"
     result["text"] = text
     return result
+
+
+def main() -> None:
+    parser = build_parser(__doc__.split("\n")[0])
+    parser.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        help="NAME=PATH[@asyncio][+record] (repeat); every room count is run for each "
+        "variant in turn, --rounds times",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds")
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run the variants' SFUs at the same time on the same CPUs (each with its "
+        "own load tester and port range) and read their CPU over one common window",
+    )
+    args = parser.parse_args()
+    compare([Variant.parse(v) for v in args.variant], args)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ Run (in a loopback-only namespace, like every benchmark here):
 
 The SFU is pinned to CPU 0 and this process to CPU 1; the two configurations alternate
 `--rounds` times (fresh SFU each time) so slow drift of the machine hits both equally. (Runs
-one after another still differ by about 15 % here; `bench.capacity --concurrent` measures
+one after another still differ by about 15 % here; `bench.capacity_ab --concurrent` measures
 both at once, which docs/benchmarks.md uses as the reference.)
 
 `--offline` measures only the recorder's own work, without an SFU: the same clips' RTP

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import WSCloseCode, web
 
-from sfu.app.keys import ALLOCATOR, EDGE, EVENTS, SETTINGS, VOD_HAND_OFF, VOD_QUEUE, WEBHOOKS
+from sfu.app.keys import ALLOCATOR, EDGE, ROOM_EVENTS, SETTINGS, VOD_HAND_OFF, VOD_QUEUE, WEBHOOKS
 from sfu.config.settings import DEV_JWT_SECRET
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
@@ -42,7 +42,7 @@ async def webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
         logger.warning("webhooks are signed with the development secret; set SFU_JWT_SECRET")
     await sender.start()
     app[WEBHOOKS] = sender
-    app[EVENTS].add(sender)
+    app[ROOM_EVENTS].add(sender)
     logger.info(
         "webhooks to %s (queue %d, %d attempts, %.1fs timeout)",
         redact_url(settings.webhooks.url),
@@ -83,7 +83,7 @@ async def media(app: web.Application) -> AsyncIterator[None]:
     )
     app[ALLOCATOR] = allocator
     app[EDGE].rooms = RoomManager(
-        events=app[EVENTS],
+        events=app[ROOM_EVENTS],
         ice_servers=ice_servers(settings.stun),
         recordings_dir=settings.recording.root,
         on_recording_finalised=app[VOD_HAND_OFF],

@@ -13,7 +13,7 @@ from sfu.api.middleware import make_middlewares
 from sfu.api.rest import add_routes
 from sfu.api.signalling import make_ws_handler
 from sfu.app import contexts
-from sfu.app.keys import EDGE, EVENTS, SETTINGS
+from sfu.app.keys import EDGE, ROOM_EVENTS, SETTINGS
 from sfu.config.settings import Settings
 from sfu.rooms.events import RoomEvents
 
@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> web.Application:
     edge = EdgeState.from_settings(settings)
     app[SETTINGS] = settings
     app[EDGE] = edge
-    app[EVENTS] = RoomEvents()
+    app[ROOM_EVENTS] = RoomEvents()
     app.middlewares.extend(make_middlewares(edge))
     # Webhooks start before the media (rooms) and stop after them, so room_finished of rooms
     # closed at shutdown is still delivered.

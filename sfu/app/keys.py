@@ -17,7 +17,7 @@ SETTINGS = web.AppKey("settings", Settings)
 EDGE = web.AppKey("edge", EdgeState)
 """What the REST and WebSocket handlers serve: the room manager (once started), limits,
 open sockets, readiness checks."""
-EVENTS = web.AppKey("events", RoomEvents)
+ROOM_EVENTS = web.AppKey("room_events", RoomEvents)
 ALLOCATOR = web.AppKey("allocator", PortAllocator)
 VOD_QUEUE = web.AppKey("vod_queue", JobQueue)
 VOD_HAND_OFF: web.AppKey[OnFinalised] = web.AppKey("vod_hand_off")

@@ -26,11 +26,11 @@ from typing import NamedTuple
 from aiortc.codecs.h264 import h264_depayload
 
 from sfu.media.keyframes import vp8_descriptor_size
+from sfu.media.rewriter import SEQ_MOD
 from sfu.recording.bitstream import can_resync, is_keyframe
 
 logger = logging.getLogger(__name__)
 
-SEQ_MOD = 1 << 16
 MAX_JUMP = 3000  # a forward sequence jump larger than this is a restart, not loss
 AUDIO_START_HOLD = 16  # audio packets buffered before the first one is chosen
 

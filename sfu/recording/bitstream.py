@@ -6,12 +6,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from sfu.media.keyframes import vp8_starts_keyframe
+from sfu.media.keyframes import (
+    H264_NAL_IDR,
+    H264_NAL_SPS,
+    H264_STAP_A,
+    vp8_starts_keyframe,
+)
 
-H264_NAL_IDR = 5
-H264_NAL_SPS = 7
-H264_STAP_A = 24
-H264_FU_A = 28
 _HIGH_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
 
 

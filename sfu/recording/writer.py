@@ -24,13 +24,13 @@ import av
 from av.container import OutputContainer
 from av.stream import Stream
 
+from sfu.media.rewriter import TS_MOD
 from sfu.recording.assembler import Frame
 from sfu.recording.bitstream import OpusHead, frame_dimensions
 
 logger = logging.getLogger(__name__)
 
 CLOCK_RATES = {"vp8": 90_000, "h264": 90_000, "opus": 48_000}
-TS_MOD = 1 << 32
 
 
 class MatroskaWriter:

@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from sfu.storage.base import (
     MAX_KEY_BYTES,
+    MIB,
     InvalidKey,
     ObjectArchived,
     ObjectInfo,
@@ -49,9 +50,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-MIB = 1024 * 1024
 
 
 def open_store(

@@ -13,6 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+MIB = 1024 * 1024
+
+
 MAX_KEY_BYTES = 1024
 
 

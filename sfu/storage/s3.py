@@ -48,6 +48,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from s3transfer.manager import TransferConfig, TransferManager
 
 from sfu.storage.base import (
+    MIB,
     ObjectArchived,
     ObjectInfo,
     ObjectNotFound,
@@ -65,7 +66,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MIB = 1024 * 1024
 MIN_PART_BYTES = 5 * MIB
 """S3 (and OCI, MinIO, moto) refuse a part below 5 MiB unless it is the last one."""
 MAX_PART_BYTES = 5 * 1024 * MIB

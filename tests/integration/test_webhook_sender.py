@@ -22,7 +22,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 
 from sfu.app.contexts import webhooks_ctx
-from sfu.app.keys import EVENTS, SETTINGS, WEBHOOKS
+from sfu.app.keys import ROOM_EVENTS, SETTINGS, WEBHOOKS
 from sfu.config.settings import SettingsError, load_settings
 from sfu.rooms.events import RoomEvents
 from sfu.webhooks.payload import (
@@ -441,11 +441,11 @@ async def test_a_refused_connection_is_retried_then_failed_without_logging_secre
 async def test_webhooks_ctx_wires_the_sender_and_flushes_on_cleanup(receiver: Receiver) -> None:
     app = web.Application()
     app[SETTINGS] = load_settings(webhook_url=receiver.url, jwt_secret=SECRET)
-    app[EVENTS] = RoomEvents()
+    app[ROOM_EVENTS] = RoomEvents()
     context = webhooks_ctx(app)
     await anext(context)
-    assert app[EVENTS].listeners == [app[WEBHOOKS]]
-    app[EVENTS].emit("room_finished", {"room_id": "r9"}, reason="node_shutdown")
+    assert app[ROOM_EVENTS].listeners == [app[WEBHOOKS]]
+    app[ROOM_EVENTS].emit("room_finished", {"room_id": "r9"}, reason="node_shutdown")
     with pytest.raises(StopAsyncIteration):
         await anext(context)
     (sent,) = receiver.requests
@@ -456,9 +456,9 @@ async def test_webhooks_ctx_wires_the_sender_and_flushes_on_cleanup(receiver: Re
 async def test_webhooks_ctx_does_nothing_without_a_url() -> None:
     app = web.Application()
     app[SETTINGS] = load_settings(webhook_url=None, jwt_secret=SECRET)
-    app[EVENTS] = RoomEvents()
+    app[ROOM_EVENTS] = RoomEvents()
     context = webhooks_ctx(app)
     await anext(context)
-    assert app[EVENTS].listeners == [] and WEBHOOKS not in app
+    assert app[ROOM_EVENTS].listeners == [] and WEBHOOKS not in app
     with pytest.raises(StopAsyncIteration):
         await anext(context)

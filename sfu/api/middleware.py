@@ -14,7 +14,14 @@ from sfu import metrics
 from sfu.api.clientip import client_ip, parse_networks
 from sfu.api.edge_state import EdgeState
 from sfu.api.error_mapping import http_status
-from sfu.core.errors import MethodNotAllowed, NotFound, RateLimited, SfuError
+from sfu.core.errors import (
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    SfuError,
+    Unauthorized,
+)
 
 logger = logging.getLogger(__name__)
 audit = logging.getLogger("sfu.audit")
@@ -94,11 +101,11 @@ def make_middlewares(edge: EdgeState) -> list[Middleware]:
             response, outcome = error_response(exc), exc.code
         except web.HTTPNotFound:
             response = error_response(NotFound("no such resource"))
-            outcome = "not_found"
+            outcome = NotFound.code
         except web.HTTPMethodNotAllowed:
             response = error_response(MethodNotAllowed("method not allowed"))
-            outcome = "method_not_allowed"
-        if request.path.startswith("/rooms") or outcome in ("unauthorized", "forbidden"):
+            outcome = MethodNotAllowed.code
+        if request.path.startswith("/rooms") or outcome in (Unauthorized.code, Forbidden.code):
             actor = request.get(ACTOR)
             audit_line(
                 f"{request.method} {request.path}",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.api.error_mapping import http_status, ws_close_code
+from sfu.api.error_mapping import HTTP_STATUS, WS_CLOSE, http_status, ws_close_code
 from sfu.api.messages import (
     MAX_MESSAGE_BYTES,
     Candidate,
@@ -364,3 +364,21 @@ def test_error_subclasses_keep_their_family() -> None:
     assert errors.UnknownType("x").code == "unknown_type"
     assert errors.RoomFull("x").code == "room_full"
     assert SfuError("boom").to_body() == {"error": {"code": "internal_error", "message": "boom"}}
+
+
+def _error_classes() -> list[type[SfuError]]:
+    found: list[type[SfuError]] = []
+    todo: list[type[SfuError]] = [SfuError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+def test_every_mapped_code_has_its_error_class() -> None:
+    """Each code the edge maps to an HTTP status or a close code is raised as a class of
+    sfu/core/errors.py (no error is built from a bare code string)."""
+    codes = {cls.code for cls in _error_classes()}
+    assert set(HTTP_STATUS) <= codes, set(HTTP_STATUS) - codes
+    assert set(WS_CLOSE) <= codes, set(WS_CLOSE) - codes

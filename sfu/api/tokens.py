@@ -61,6 +61,10 @@ def mint_participant_token(
 def _decode(secret: str, token: str) -> dict[str, Any]:
     if not token:
         raise Unauthorized("token missing")
+    if not token.isascii():
+        # A JWT is base64url and dots. An HTTP header byte that is not UTF-8 reaches us as a
+        # lone surrogate, which PyJWT cannot even encode.
+        raise Unauthorized("invalid token: not ASCII")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

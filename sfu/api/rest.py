@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -51,12 +52,29 @@ async def _body(request: web.Request) -> dict[str, Any]:
     raw = await request.content.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+    return decode_body(raw)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """A request body → a JSON object, or InvalidRequest. Empty means `{}`. `NaN`, `Infinity`
+    and numbers too large for a double are refused: they could not be echoed as JSON."""
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+        body = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
     return body

@@ -1,4 +1,4 @@
-"""POST /rooms bodies: anything JSON gives room options or the contract's invalid_request."""
+"""POST /rooms bodies: anything JSON gives room options or invalid_request (docs/api.md §2.1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sfu.api.rest import MAX_METADATA_BYTES, parse_room_options
+from sfu.api.rest import MAX_METADATA_BYTES, decode_body, parse_room_options
 from sfu.errors import InvalidRequest
 
 json_values = st.recursive(
@@ -53,3 +53,30 @@ def test_defaults_and_bounds() -> None:
     ):
         with pytest.raises(InvalidRequest):
             parse_room_options(body, "r1", 300)
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [
+        (b"[" * 15_000 + b"]" * 15_000, "nested deeper than the decoder can go"),
+        (b'{"metadata": {"x": ' + b"[" * 5_000 + b"]" * 5_000 + b"}}", "deep inside metadata"),
+        (b'{"metadata": {"x": NaN}}', "NaN"),
+        (b'{"metadata": {"x": -Infinity}}', "-Infinity"),
+        (b'{"max_participants": 1e400}', "a number that is infinite as a double"),
+        (b'{"metadata": {"x": ' + b"9" * 5_000 + b"}}", "an integer of 5000 digits"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b'{"a": 1', "truncated"),
+        (b"[]", "not an object"),
+    ],
+)
+def test_bodies_that_are_not_json_objects_are_invalid_requests(raw: bytes, why: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        decode_body(raw)
+    assert caught.value.code == "invalid_request", why
+
+
+def test_decoded_body() -> None:
+    assert decode_body(b"") == {} == decode_body(b" \r\n")
+    assert decode_body(b'{"metadata": {"x": 1.5, "y": [1, "a", null]}}') == {
+        "metadata": {"x": 1.5, "y": [1, "a", None]}
+    }

@@ -49,10 +49,19 @@ def ws_url(request: web.Request) -> str:
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
+    # read(n) returns what has arrived so far, not n bytes: a body in several TCP segments
+    # needs several reads.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY_BYTES:
         raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
-    return decode_body(raw)
+    return decode_body(b"".join(chunks))
 
 
 def _finite(text: str) -> float:

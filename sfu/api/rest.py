@@ -89,6 +89,17 @@ def decode_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """An integer field. JSON has one number type: `4.0` is the integer 4 (as JSON Schema
+    and the OpenAPI document say), `4.5` and `true` are not integers."""
+    value = body.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}")
+    return value
+
+
 def parse_room_options(body: dict[str, Any], room_id: str, default_timeout: int) -> RoomOptions:
     unknown = set(body) - {"room_id", "record", "max_participants", "empty_timeout_s", "metadata"}
     if unknown:
@@ -96,16 +107,8 @@ def parse_room_options(body: dict[str, Any], room_id: str, default_timeout: int)
     record = body.get("record", True)
     if not isinstance(record, bool):
         raise InvalidRequest("'record' must be a boolean")
-    max_participants = body.get("max_participants", 4)
-    if (
-        not isinstance(max_participants, int)
-        or isinstance(max_participants, bool)
-        or not 2 <= max_participants <= 16
-    ):
-        raise InvalidRequest("'max_participants' must be an integer from 2 to 16")
-    timeout = body.get("empty_timeout_s", default_timeout)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
-        raise InvalidRequest("'empty_timeout_s' must be an integer from 1 to 86400")
+    max_participants = _integer(body, "max_participants", 4, 2, 16)
+    timeout = _integer(body, "empty_timeout_s", default_timeout, 1, 86400)
     metadata = body.get("metadata", {})
     if not isinstance(metadata, dict):
         raise InvalidRequest("'metadata' must be an object")

@@ -31,6 +31,8 @@ def test_any_body_is_options_or_invalid_request(body: dict[str, Any]) -> None:
         assert exc.message
         return
     assert isinstance(options.record, bool)
+    assert type(options.max_participants) is int
+    assert type(options.empty_timeout_s) is int
     assert 2 <= options.max_participants <= 16
     assert 1 <= options.empty_timeout_s <= 86400
     assert isinstance(options.metadata, dict)
@@ -43,6 +45,10 @@ def test_defaults_and_bounds() -> None:
     assert options.metadata == {}
     for body in (
         {"max_participants": 1},
+        {"max_participants": 4.5},
+        {"max_participants": 16.000001},
+        {"empty_timeout_s": float("inf")},
+        {"empty_timeout_s": float("nan")},
         {"max_participants": 17},
         {"max_participants": True},
         {"record": "yes"},
@@ -80,3 +86,10 @@ def test_decoded_body() -> None:
     assert decode_body(b'{"metadata": {"x": 1.5, "y": [1, "a", null]}}') == {
         "metadata": {"x": 1.5, "y": [1, "a", None]}
     }
+
+
+def test_integral_numbers_are_integers() -> None:
+    """JSON (and JSON Schema's `integer`) does not tell 4 from 4.0; the room object says 4."""
+    options = parse_room_options({"max_participants": 4.0, "empty_timeout_s": 1e3}, "r1", 300)
+    assert (options.max_participants, options.empty_timeout_s) == (4, 1000)
+    assert type(options.max_participants) is int and type(options.empty_timeout_s) is int

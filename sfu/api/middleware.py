@@ -97,8 +97,9 @@ def make_middlewares(app: web.Application) -> list[Middleware]:
         except web.HTTPNotFound:
             response = error_response(SfuError("no such resource", code="not_found"))
             outcome = "not_found"
-        except web.HTTPMethodNotAllowed:
+        except web.HTTPMethodNotAllowed as exc:
             response = error_response(SfuError("method not allowed", code="method_not_allowed"))
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))  # RFC 9110
             outcome = "method_not_allowed"
         if request.path.startswith("/rooms") or outcome in ("unauthorized", "forbidden"):
             actor = request.get(ACTOR)

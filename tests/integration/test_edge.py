@@ -1,5 +1,5 @@
 """The HTTP edge on a real SFU: CORS, per-IP limits, X-Forwarded-For from trusted proxies
-only, and audit lines."""
+only, audit lines, 405 with Allow, and bodies read whole."""
 
 from __future__ import annotations
 
@@ -196,3 +196,18 @@ async def test_a_body_in_several_tcp_segments_is_read_whole(sfu: SfuProcess) -> 
     assert room["metadata"] == {"n": "x" * 3000}
     async with aiohttp.ClientSession() as http:
         await http.delete(f"{sfu.url}/rooms/{room_id}", headers=sfu.service_headers())
+
+
+async def test_method_not_allowed_names_the_allowed_methods(sfu: SfuProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        for method, path, allowed in (
+            ("PUT", "/rooms", "GET, HEAD, POST"),
+            ("TRACE", "/health", "GET, HEAD"),
+            ("POST", "/rooms/r1", "DELETE, GET, HEAD"),
+            ("GET", "/rooms/r1/participants/p1", "DELETE"),
+        ):
+            response = await http.request(method, sfu.url + path, headers=sfu.service_headers())
+            assert response.status == 405, (method, path)
+            assert response.headers.get("Allow") == allowed, (method, path)
+            body = await response.json()
+            assert body["error"]["code"] == "method_not_allowed"

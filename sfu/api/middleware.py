@@ -1,6 +1,6 @@
-"""The HTTP edge: client address, CORS (contract §2), per-IP REST rate limit, audit lines, and
-domain errors → the contract's error body. Order (outermost first): client IP, CORS, errors,
-rate limit."""
+"""The HTTP edge: client address, CORS (docs/api.md §2.5), per-IP REST rate limit, audit lines,
+and domain errors → the error body of docs/api.md §7. Order (outermost first): client IP, CORS,
+errors, rate limit."""
 
 from __future__ import annotations
 

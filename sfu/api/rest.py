@@ -1,4 +1,4 @@
-"""REST API (contract §2) and the probes."""
+"""REST API and the probes: docs/api.md §2, docs/openapi.yaml."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""JWT (HS256) tokens of the contract §1: service tokens and participant tokens."""
+"""JWT (HS256) tokens of docs/api.md §1: service tokens and participant tokens."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Signed webhooks to the backend (contract §5): room, participant and track events."""
+"""Signed webhooks to the backend (docs/api.md §5): room, participant and track events."""
 
 from sfu.webhooks.context import WEBHOOKS, webhooks_ctx
 from sfu.webhooks.payload import (

@@ -1,4 +1,4 @@
-"""Service and participant tokens (contract §1): minting, verification, and every refusal."""
+"""Service and participant tokens (docs/api.md §1): minting, verification, and every refusal."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ send-only transceiver, whose stock sender encodes the frames again (VP8, Opus) f
 subscriber. That decode + re-encode per subscriber is the cost the SFU's RTP forwarding is
 compared with.
 
-It speaks the subset of the SFU's signalling contract (api-contract.md §3) that ``SfuClient``
+It speaks the subset of the SFU's signalling contract (docs/api.md §3) that ``SfuClient``
 needs, so the same client drives both: one implicit room, ``GET /ws`` (any ``token`` or none),
 ``joined``, ``publish_offer``/``publish_answer``, ``subscribe_offer``/``subscribe_answer``,
 ``ping``/``pong`` and ``leave``. ICE gathers on the given addresses only (127.0.0.1 by default).

@@ -1,4 +1,4 @@
-"""Client → SFU WebSocket messages (contract §3): parsed and validated, without sockets."""
+"""Client → SFU WebSocket messages (docs/api.md §3.2): parsed and validated, without sockets."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The HTTP edge: client address, CORS (contract §2), per-IP REST rate limit, audit lines, and
-domain errors → the contract's error body. Order (outermost first): client IP, CORS, errors,
-rate limit."""
+"""The HTTP edge: client address, CORS (docs/api.md §2.5), per-IP REST rate limit, audit lines,
+and domain errors → the error body of docs/api.md §7. Order (outermost first): client IP, CORS,
+errors, rate limit."""
 
 from __future__ import annotations
 
@@ -102,8 +102,9 @@ def make_middlewares(edge: EdgeState) -> list[Middleware]:
         except web.HTTPNotFound:
             response = error_response(NotFound("no such resource"))
             outcome = NotFound.code
-        except web.HTTPMethodNotAllowed:
+        except web.HTTPMethodNotAllowed as exc:
             response = error_response(MethodNotAllowed("method not allowed"))
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))  # RFC 9110
             outcome = MethodNotAllowed.code
         if request.path.startswith("/rooms") or outcome in (Unauthorized.code, Forbidden.code):
             actor = request.get(ACTOR)

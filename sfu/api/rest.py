@@ -1,11 +1,12 @@
-"""REST API (contract §2) and the probes."""
+"""REST API and the probes: docs/api.md §2, docs/openapi.yaml."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -49,18 +50,55 @@ def ws_url(request: web.Request, public: str | None) -> str:
 async def _body(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
+    # read(n) returns what has arrived so far, not n bytes: a body in several TCP segments
+    # needs several reads.
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_BODY_BYTES:
         raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
+    return decode_body(b"".join(chunks))
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+def _not_json(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_body(raw: bytes) -> dict[str, Any]:
+    """A request body → a JSON object, or InvalidRequest. Empty means `{}`. `NaN`, `Infinity`
+    and numbers too large for a double are refused: they could not be echoed as JSON."""
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequest(f"body is not valid JSON: {exc}") from None
+        body = json.loads(raw, parse_float=_finite, parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:
+        raise InvalidRequest(f"body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("body must be a JSON object")
     return body
+
+
+def _integer(body: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    """An integer field. JSON has one number type: `4.0` is the integer 4 (as JSON Schema
+    and the OpenAPI document say), `4.5` and `true` are not integers."""
+    value = body.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be an integer from {low} to {high}")
+    return value
 
 
 def parse_room_options(body: dict[str, Any], room_id: str, default_timeout: int) -> RoomOptions:
@@ -70,16 +108,8 @@ def parse_room_options(body: dict[str, Any], room_id: str, default_timeout: int)
     record = body.get("record", True)
     if not isinstance(record, bool):
         raise InvalidRequest("'record' must be a boolean")
-    max_participants = body.get("max_participants", 4)
-    if (
-        not isinstance(max_participants, int)
-        or isinstance(max_participants, bool)
-        or not 2 <= max_participants <= 16
-    ):
-        raise InvalidRequest("'max_participants' must be an integer from 2 to 16")
-    timeout = body.get("empty_timeout_s", default_timeout)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 1 <= timeout <= 86400:
-        raise InvalidRequest("'empty_timeout_s' must be an integer from 1 to 86400")
+    max_participants = _integer(body, "max_participants", 4, 2, 16)
+    timeout = _integer(body, "empty_timeout_s", default_timeout, 1, 86400)
     metadata = body.get("metadata", {})
     if not isinstance(metadata, dict):
         raise InvalidRequest("'metadata' must be an object")

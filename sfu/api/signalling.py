@@ -1,4 +1,4 @@
-"""WebSocket signalling (contract §3): `GET /ws?token=...`."""
+"""WebSocket signalling (docs/api.md §3): `GET /ws?token=...`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ close with 4413."""
 
 
 class SignallingSocket(web.WebSocketResponse):
-    """aiohttp closes an oversized frame with 1009; the contract says 4413."""
+    """aiohttp closes an oversized frame with 1009; docs/api.md §3.5 says 4413."""
 
     async def close(
         self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True

@@ -1,4 +1,4 @@
-"""JWT (HS256) tokens of the contract §1: service tokens and participant tokens."""
+"""JWT (HS256) tokens of docs/api.md §1: service tokens and participant tokens."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def mint_participant_token(
 def _decode(secret: str, token: str) -> dict[str, Any]:
     if not token:
         raise Unauthorized("token missing")
+    if not token.isascii():
+        # A JWT is base64url and dots. An HTTP header byte that is not UTF-8 reaches us as a
+        # lone surrogate, which PyJWT cannot even encode.
+        raise Unauthorized("invalid token: not ASCII")
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

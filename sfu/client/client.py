@@ -1,4 +1,4 @@
-"""SfuClient: a headless participant that speaks the signalling contract (api-contract.md §3).
+"""SfuClient: a headless participant that speaks the signalling contract (docs/api.md §3).
 
 One WebSocket and two peer connections: the publisher (the client offers, the SFU answers) and
 the subscriber (the SFU offers, the client answers). Media sent is pre-encoded

@@ -1,4 +1,4 @@
-"""The subscriber side of a client: the SFU offers, the client answers (api-contract.md §3)."""
+"""The subscriber side of a client: the SFU offers, the client answers (docs/api.md §3)."""
 
 from __future__ import annotations
 

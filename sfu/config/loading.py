@@ -123,7 +123,7 @@ class FlatSettings(BaseSettings):
         default=None, validation_alias=AliasChoices("REDIS_URL", "SFU_REDIS_URL")
     )
 
-    # Webhooks (contract §5), signed with jwt_secret
+    # Webhooks (docs/api.md §5), signed with jwt_secret
     webhook_url: str | None = None
     """Where room, participant and track events are POSTed. Unset: no webhooks."""
     webhook_max_attempts: int = Field(default=6, ge=1, le=20)
@@ -151,7 +151,7 @@ class FlatSettings(BaseSettings):
     """Size of one part in MiB: at least 5 (the S3 minimum for every part but the last); 4
     parts are in flight at once, each held in memory."""
 
-    # Recordings and the VOD worker (contract §6)
+    # Recordings and the VOD worker (docs/api.md §6)
     recordings_dir: Path | None = None
     """Where the recorder writes sessions (`<dir>/<session_id>/manifest.json`); a relative
     path is resolved against data_dir. Unset: `<data_dir>/recordings`. The VOD worker must

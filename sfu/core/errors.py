@@ -1,6 +1,6 @@
-"""Domain errors. Each carries the contract's `code`; the edge (sfu/api/error_mapping.py) maps a
-code to an HTTP status or a WebSocket close code in one table, so the layers below never know
-either."""
+"""Domain errors. Each carries its `code` (docs/api.md §7); the edge (sfu/api/error_mapping.py)
+maps a code to an HTTP status or a WebSocket close code in one table, so the layers below never
+know either."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The embedded STUN responder (contract §4): RFC 8489 Binding requests on UDP `stun_port`.
+"""The embedded STUN responder (docs/api.md §4): RFC 8489 Binding requests on UDP `stun_port`.
 
 `StunResponder` is the protocol, without sockets: `handle(data, addr, now)` returns the reply
 to send back to `addr`, or None. `StunServer` is the asyncio glue around it,

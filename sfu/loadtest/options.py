@@ -22,7 +22,7 @@ PublisherMode = Literal["stock", "direct"]
 PUBLISHER_MODES: tuple[PublisherMode, ...] = ("direct", "stock")
 CODECS: tuple[Codec, ...] = ("vp8", "h264")
 DECODE_MODES: tuple[DecodeMode, ...] = ("none", "one", "per-room")
-MAX_OBSERVERS = 14  # max_participants is at most 16 (api-contract.md §2)
+MAX_OBSERVERS = 14  # max_participants is at most 16 (docs/api.md §2.1)
 
 
 class OptionsError(ValueError):

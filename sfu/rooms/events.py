@@ -24,7 +24,7 @@ EVENTS = (
 
 class RoomEventListener(Protocol):
     def on_event(self, event: str, room: dict[str, Any], fields: dict[str, Any]) -> None:
-        """`room` is the room object of the contract; `fields` the event's own data
+        """`room` is the room object (docs/api.md §2.2); `fields` the event's own data
         (participant, track, reason). Must not block."""
 
 

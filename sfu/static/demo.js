@@ -1,5 +1,5 @@
 // CoTePT SFU demo page: one WebSocket and two RTCPeerConnections per participant
-// (api-contract.md §3). The publisher connection is offered by the page (camera, microphone,
+// (docs/api.md §3). The publisher connection is offered by the page (camera, microphone,
 // screen); the subscriber connection is offered by the SFU and answered here.
 "use strict";
 

@@ -160,7 +160,7 @@ _CACHE_TS = "public, max-age=604800, immutable"
 
 
 def cache_control_for(key: str) -> str | None:
-    """Cache-Control for a published VOD object (contract §6: playlists 1 hour, segments
+    """Cache-Control for a published VOD object (docs/api.md §6: playlists 1 hour, segments
     1 week and immutable); None for anything else."""
     name = key.rsplit("/", 1)[-1].lower()
     if name.endswith(".m3u8"):

@@ -1,1 +1,2 @@
-"""Signed webhooks to the backend (docs/api.md): room, participant, track and recording events."""
+"""Signed webhooks to the backend (docs/api.md §5): room, participant, track and recording
+events."""

@@ -1,10 +1,11 @@
 """The HTTP edge on a real SFU: CORS, per-IP limits, X-Forwarded-For from trusted proxies
-only, and audit lines."""
+only, audit lines, 405 with Allow, and bodies read whole."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 
 import aiohttp
@@ -161,3 +162,52 @@ async def test_websockets_per_ip_limit_and_audit(strict_sfu: SfuProcess) -> None
         a for a in audits if a["action"] == "GET /ws" and a["outcome"] == "unauthorized"
     ]
     assert refused_token and refused_token[0]["ip"] == "127.0.0.1"
+
+
+async def _raw_request(sfu: SfuProcess, parts: list[bytes], pause: float = 0.2) -> bytes:
+    """Sends `parts` as separate TCP segments, `pause` s apart; returns the whole answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", sfu.port)
+    try:
+        for index, part in enumerate(parts):
+            if index:
+                await asyncio.sleep(pause)
+            writer.write(part)
+            await writer.drain()
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+async def test_a_body_in_several_tcp_segments_is_read_whole(sfu: SfuProcess) -> None:
+    room_id = f"split-{uuid.uuid4().hex[:8]}"
+    body = json.dumps({"room_id": room_id, "record": False, "metadata": {"n": "x" * 3000}})
+    raw = body.encode()
+    head = (
+        f"POST /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {sfu.service_token()}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    answer = await _raw_request(sfu, [head + raw[:1000], raw[1000:2000], raw[2000:]])
+    status, _, rest = answer.partition(b"\r\n")
+    assert status == b"HTTP/1.1 201 Created", answer[:300]
+    room = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert room["room_id"] == room_id
+    assert room["metadata"] == {"n": "x" * 3000}
+    async with aiohttp.ClientSession() as http:
+        await http.delete(f"{sfu.url}/rooms/{room_id}", headers=sfu.service_headers())
+
+
+async def test_method_not_allowed_names_the_allowed_methods(sfu: SfuProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        for method, path, allowed in (
+            ("PUT", "/rooms", "GET, HEAD, POST"),
+            ("TRACE", "/health", "GET, HEAD"),
+            ("POST", "/rooms/r1", "DELETE, GET, HEAD"),
+            ("GET", "/rooms/r1/participants/p1", "DELETE"),
+        ):
+            response = await http.request(method, sfu.url + path, headers=sfu.service_headers())
+            assert response.status == 405, (method, path)
+            assert response.headers.get("Allow") == allowed, (method, path)
+            body = await response.json()
+            assert body["error"]["code"] == "method_not_allowed"

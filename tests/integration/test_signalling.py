@@ -1,4 +1,4 @@
-"""The contract's messages, errors and close codes, each with its trigger, on a real SFU."""
+"""The messages, errors and close codes of docs/api.md §3, each with its trigger, on a real SFU."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client → SFU WebSocket messages (contract §3) and the edge's error-code tables (§2, §3)."""
+"""Client → SFU WebSocket messages (docs/api.md §3) and the edge's error-code tables (§7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Service and participant tokens (contract §1): minting, verification, and every refusal."""
+"""Service and participant tokens (docs/api.md §1): minting, verification, and every refusal."""
 
 from __future__ import annotations
 
@@ -104,6 +104,7 @@ EXPIRED = _participant_claims(exp=int(time.time()) - LEEWAY_S - 60)
         ("", "missing"),
         ("not-a-jwt", "garbage"),
         ("a.b.c", "garbage with dots"),
+        ("\udcff.\udcfe.c", "lone surrogates"),
         (_sign(EXPIRED), "expired"),
         (_sign(_participant_claims(nbf=int(time.time()) + 3600)), "nbf in the future"),
         (_sign(_participant_claims(), secret=OTHER_SECRET), "wrong secret"),
@@ -137,6 +138,8 @@ def test_expired_within_leeway_is_still_accepted() -> None:
     ("token", "why"),
     [
         ("", "missing"),
+        ("\udce9" + mint_service_token(SECRET), "a non-UTF-8 header byte (a lone surrogate)"),
+        (mint_service_token(SECRET) + "é", "not ASCII"),
         (_sign({"role": "service", "exp": int(time.time()) - 3600}), "expired"),
         (_sign({"role": "service", "exp": int(time.time()) + 60}, secret=OTHER_SECRET), "secret"),
         (_unsigned({"role": "service", "exp": int(time.time()) + 60}), "alg none"),

@@ -459,14 +459,14 @@ def test_responder_from_settings_uses_the_stun_limits(clean_env: None) -> None:
 
 
 def test_ice_servers_advertise_the_public_host(clean_env: None) -> None:
-    assert ice_servers(load_settings()) == [{"urls": ["stun:sfu.cotept.com:3478"]}]
-    assert ice_servers(load_settings(stun_host="203.0.113.5", stun_port=3479)) == [
+    assert ice_servers(load_settings().stun) == [{"urls": ["stun:sfu.cotept.com:3478"]}]
+    assert ice_servers(load_settings(stun_host="203.0.113.5", stun_port=3479).stun) == [
         {"urls": ["stun:203.0.113.5:3479"]}
     ]
-    assert ice_servers(load_settings(stun_host="2001:db8::5")) == [
+    assert ice_servers(load_settings(stun_host="2001:db8::5").stun) == [
         {"urls": ["stun:[2001:db8::5]:3478"]}
     ]
-    assert ice_servers(load_settings(stun_enabled=False)) == []
+    assert ice_servers(load_settings(stun_enabled=False).stun) == []
 
 
 def test_stun_bind_must_be_an_address(clean_env: None) -> None:

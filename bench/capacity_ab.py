@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 
 from bench.capacity import (
     PORT_MAX,

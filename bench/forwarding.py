@@ -32,14 +32,14 @@ import urllib.request
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 if __package__ in (None, ""):  # run as `python bench/forwarding.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
 import numpy as np
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 from aiortc import MediaStreamTrack
 
 from sfu.client.client import SfuClient
@@ -82,7 +82,7 @@ class Server(Protocol):
         """Create what a session needs; returns the room id."""
         ...
 
-    def token(self, room: str, user: str, role: str) -> str: ...
+    def token(self, room: str, user: str, role: Role) -> str: ...
 
 
 class SfuServer:
@@ -120,8 +120,8 @@ class SfuServer:
                 raise RuntimeError(f"POST /rooms: {response.status} {await response.text()}")
         return room_id
 
-    def token(self, room: str, user: str, role: str) -> str:
-        return self._proc.token(room, user, cast(Role, role))
+    def token(self, room: str, user: str, role: Role) -> str:
+        return self._proc.token(room, user, role)
 
 
 class RelayServer:
@@ -166,7 +166,7 @@ class RelayServer:
     async def prepare(self) -> str:
         return "relay"
 
-    def token(self, room: str, user: str, role: str) -> str:
+    def token(self, room: str, user: str, role: Role) -> str:
         return f"{room}:{user}:{role}"  # ignored by the relay server
 
 

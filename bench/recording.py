@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil  # type: ignore[import-untyped,unused-ignore]
+import psutil
 
 from bench.forwarding import LOOPBACK, camera, microphone, pin
 from sfu.client.client import SfuClient

@@ -174,7 +174,7 @@ def session_share(root: Path) -> dict[str, float]:
     """The share interval and duration of a session written by `build_session` earlier."""
     manifest = load_manifest(root)
     screen = next(t for t in manifest.tracks if t.source == "screen")
-    return {"share0": screen.start_s, "share1": screen.end_s, "duration": manifest.duration_s}
+    return {"share0": screen.start_s, "share1": screen.end, "duration": manifest.duration_s}
 
 
 # -- the ffmpeg CLI doing the same job -----------------------------------------------------------

@@ -25,6 +25,7 @@ from sfu.client.clips import PacedPacketTrack
 from sfu.client.remote import RemoteTrackInfo
 from sfu.ice.connection import IceConfig
 from sfu.testing.process import LOG_DIR, SfuProcess
+from tests.support.rooms import unpublished
 
 pytestmark = pytest.mark.browser
 
@@ -267,9 +268,7 @@ async def test_demo_page_screen_share_start_and_stop(
 
             await page.click("#share")
             gone = await mentee.wait_for(
-                "track_unpublished",
-                lambda m, track_id=screen.track_id: m["track"]["track_id"] == track_id,
-                timeout=WAIT_S,
+                "track_unpublished", unpublished(screen.track_id), timeout=WAIT_S
             )
             assert gone["track"]["source"] == "screen"
             await poll(lambda: demo(page, "sharing"), lambda on: not on, "screen share stopped")
@@ -306,11 +305,14 @@ async def test_demo_page_receives_a_share_started_again_and_again(
         for _ in range(3):
             screen = PacedPacketTrack.from_codec("vp8")
             await mentor.publish({screen: "screen"}, timeout=10)
-            decoded = await poll(
-                lambda s=screen: frames_decoded_of(page, s.id),
-                lambda n, floor=decoded: n > floor + 30,
-                "browser framesDecoded of the share",
-            )
+
+            def share_decoded(s: PacedPacketTrack = screen) -> Awaitable[int]:
+                return frames_decoded_of(page, s.id)
+
+            def past(n: int, floor: int = decoded) -> bool:
+                return n > floor + 30
+
+            decoded = await poll(share_decoded, past, "browser framesDecoded of the share")
             tile = page.locator(f'.tile[data-key="{screen.id}"] video')
             assert await tile.count() == 1
             await mentor.unpublish(screen)

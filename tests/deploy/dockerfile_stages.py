@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import dockerfile  # type: ignore[import-not-found]  # a compiled extension without stubs
+import dockerfile
 
 
 class _Command(Protocol):

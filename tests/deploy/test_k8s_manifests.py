@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-import kubernetes_validate  # type: ignore[import-untyped]
+import kubernetes_validate
 import pytest
 
 from tests.deploy.manifests import KUBERNETES_VERSION, MANIFESTS, NAMESPACE, Doc, Manifest

@@ -32,9 +32,10 @@ def worker_pod(worker_deployment: Doc) -> Doc:
 
 @pytest.fixture(scope="module")
 def worker(worker_pod: Doc) -> Doc:
+    found: Doc
     (found,) = worker_pod["containers"]
     assert found["name"] == "vod-worker"
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _pod_settings(

@@ -16,13 +16,14 @@ from aiortc.sdp import MediaDescription, SessionDescription
 
 from sfu.client.client import SfuClient
 from sfu.client.clips import Codec, PacedPacketTrack
-from sfu.client.direct_publish import NTP_EPOCH_OFFSET_S, DirectPacer
+from sfu.client.direct_publish import DirectPacer
 from sfu.client.remote import RemoteTrackInfo
 from sfu.core.vocabulary import Role
+from sfu.media.clock import NTP_EPOCH_OFFSET_S
 from sfu.media.forwarding_sender import ForwardingSender
-from sfu.media.seams import TapReceiver
+from sfu.media.seams import RtpSink, TapReceiver
 from sfu.testing.process import SfuProcess
-from tests.support.rooms import LOOPBACK, create_room, metric
+from tests.support.rooms import LOOPBACK, create_room, metric, offers, offers_no, unpublished
 
 JoinAs = Callable[..., Awaitable[SfuClient]]
 
@@ -143,14 +144,14 @@ class SyncRecorder:
     """Wraps a tap receiver's sink: arrival wall time of each frame's RTP timestamp, and SRs."""
 
     clock_rate: int
-    inner: object
+    inner: RtpSink
     frames: list[tuple[int, float]] = field(default_factory=list)
     reports: list[tuple[int, int]] = field(default_factory=list)
 
     def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
         if packet.marker or self.clock_rate == 48_000:
             self.frames.append((packet.timestamp, time.time()))
-        self.inner.on_rtp(packet, codec)  # type: ignore[attr-defined]
+        self.inner.on_rtp(packet, codec)
 
     def on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
         self.reports.append((ntp_timestamp, rtp_timestamp))
@@ -179,7 +180,11 @@ async def test_sender_reports_map_rtp_to_wall_time(sfu: SfuProcess, join_as: Joi
         }
     )
     for kind in ("video", "audio"):
-        await mentee.wait_frames(lambda i, k=kind: i.kind == k, 1, timeout=20)
+
+        def of_kind(i: RemoteTrackInfo, k: str = kind) -> bool:
+            return i.kind == k
+
+        await mentee.wait_frames(of_kind, 1, timeout=20)
     assert mentee.subscriber is not None
     recorders = []
     for transceiver in mentee.subscriber.getTransceivers():
@@ -264,9 +269,7 @@ async def test_reused_screen_section_switches_codec(sfu: SfuProcess, join_as: Jo
     for publisher, codec, mime in shares:
         screen = PacedPacketTrack.from_codec(codec, seconds=2, gop_frames=30)
         await publisher.publish({screen: "screen"})
-        offer = await viewer.wait_for(
-            "subscribe_offer", lambda m, sid=screen.id: sid in m["tracks"], timeout=15
-        )
+        offer = await viewer.wait_for("subscribe_offer", offers(screen.id), timeout=15)
         mid = offer["tracks"][screen.id]["mid"]
         mids.add(mid)
         offered = section(offer["sdp"], mid)
@@ -282,12 +285,8 @@ async def test_reused_screen_section_switches_codec(sfu: SfuProcess, join_as: Jo
         assert set(answered) == {mime}
         used.append(answered[mime])
         await publisher.unpublish(screen)
-        await viewer.wait_for(
-            "track_unpublished", lambda m, sid=screen.id: m["track"]["track_id"] == sid
-        )
-        await viewer.wait_for(
-            "subscribe_offer", lambda m, sid=screen.id: sid not in m["tracks"], timeout=15
-        )
+        await viewer.wait_for("track_unpublished", unpublished(screen.id))
+        await viewer.wait_for("subscribe_offer", offers_no(screen.id), timeout=15)
     assert len(mids) == 1 and len(ssrcs) == 1, (mids, ssrcs)  # one section, one stream
     assert used[0] == used[2] and not used[0] & used[1], used  # VP8, H.264, VP8 again
     pc = viewer.subscriber

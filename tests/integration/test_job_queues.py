@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sfu.recording.job_queue import JobQueue
+from sfu.recording.job_queue import DeadJob, Job, JobQueue, JobState
 from sfu.recording.local_queue import LocalJobQueue
 from sfu.recording.manifest import SessionManifest
 from sfu.recording.recovery import hand_off, recover_unfinished, recover_unqueued
@@ -425,22 +425,56 @@ async def test_recovery_never_requeues_what_the_queue_knows(
     assert await recover_unqueued(root, queue) == []
 
 
+def _refused() -> Exception:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    return RedisConnectionError("Connection refused")
+
+
 class _Unreachable:
-    """A queue whose enqueue fails like a Redis that is down."""
+    """A queue on a Redis that is down: every call is refused (closing has nothing to do)."""
 
     max_attempts = 3
 
     async def enqueue(self, session_id: str) -> None:
-        from redis.exceptions import ConnectionError as RedisConnectionError
+        raise _refused()
 
-        raise RedisConnectionError("Connection refused")
+    async def claim(self, consumer: str, *, block_s: float) -> Job | None:
+        raise _refused()
+
+    async def ack(self, job: Job) -> None:
+        raise _refused()
+
+    async def fail(self, job: Job, reason: str) -> bool:
+        raise _refused()
+
+    async def heartbeat(self, job: Job, consumer: str) -> None:
+        raise _refused()
+
+    async def reclaim(self, consumer: str, *, idle_s: float) -> list[Job]:
+        raise _refused()
+
+    async def pending_count(self) -> int:
+        raise _refused()
+
+    async def state(self, session_id: str) -> JobState | None:
+        raise _refused()
+
+    async def list_dead(self) -> list[DeadJob]:
+        raise _refused()
+
+    async def requeue(self, session_id: str) -> bool:
+        raise _refused()
+
+    async def close(self) -> None:
+        pass
 
 
 async def test_failed_hand_off_leaves_no_marker(make_queue: MakeQueue, tmp_path: Path) -> None:
     root = tmp_path / "recordings"
     session = await _finalised(root, "s1")
     with pytest.raises(ConnectionError, match="vod queue unavailable"):
-        await hand_off(root, _Unreachable(), "s1")  # type: ignore[arg-type]
+        await hand_off(root, _Unreachable(), "s1")
     assert not (session / QUEUED_MARKER).exists()
     queue = make_queue()
     assert await recover_unqueued(root, queue) == ["s1"]  # the next start queues it

@@ -7,18 +7,23 @@ import asyncio
 import aiohttp
 import pytest
 
+from sfu.client.client import SfuClient
 from sfu.client.model import RemoteTrackStats, SfuErrorReply
+from sfu.client.remote import RemoteTrackInfo
 from sfu.media.internals import internal
 from sfu.testing.process import SfuProcess
-from tests.support.rooms import Join, camera, create_room, metric, microphone
+from tests.support.rooms import (
+    Join,
+    camera,
+    create_room,
+    metric,
+    microphone,
+    offers,
+    offers_no,
+    unpublished,
+)
 
 FRAMES = 60
-
-
-def _video_of(client: object, participant_id: str, source: str = "camera") -> object:
-    return lambda info: (
-        info.participant_id == participant_id and info.source == source and info.kind == "video"
-    )
 
 
 async def test_mentor_and_mentee_exchange_video_and_audio(sfu: SfuProcess, join: Join) -> None:
@@ -29,17 +34,16 @@ async def test_mentor_and_mentee_exchange_video_and_audio(sfu: SfuProcess, join:
     await mentee.publish({camera(): "camera", microphone(): "microphone"})
 
     for viewer, other in ((mentor, mentee), (mentee, mentor)):
-        video = await viewer.wait_frames(
-            lambda i, o=other: i.participant_id == o.participant_id and i.kind == "video",
-            FRAMES,
-            timeout=30,
-        )
+
+        def other_video(i: RemoteTrackInfo, o: SfuClient = other) -> bool:
+            return i.participant_id == o.participant_id and i.kind == "video"
+
+        def other_audio(i: RemoteTrackInfo, o: SfuClient = other) -> bool:
+            return i.participant_id == o.participant_id and i.kind == "audio"
+
+        video = await viewer.wait_frames(other_video, FRAMES, timeout=30)
         assert (video.width, video.height) == (640, 480)
-        audio = await viewer.wait_frames(
-            lambda i, o=other: i.participant_id == o.participant_id and i.kind == "audio",
-            50,
-            timeout=30,
-        )
+        audio = await viewer.wait_frames(other_audio, 50, timeout=30)
         assert audio.source == "microphone"
         assert audio.samples > 0
 
@@ -102,17 +106,11 @@ async def test_screen_share_many_times_reuses_one_section(sfu: SfuProcess, join:
         await mentee.publish({screen: "screen"})
         shared = await mentor.wait_frames(screen.id, 10, timeout=30)
         assert shared.source == "screen"
-        offer = await mentor.wait_for(
-            "subscribe_offer", lambda m, sid=screen.id: sid in m["tracks"], timeout=5
-        )
+        offer = await mentor.wait_for("subscribe_offer", offers(screen.id), timeout=5)
         mids.add(offer["tracks"][screen.id]["mid"])
         await mentee.unpublish(screen)
-        await mentor.wait_for(
-            "track_unpublished", lambda m, sid=screen.id: m["track"]["track_id"] == sid
-        )
-        await mentor.wait_for(
-            "subscribe_offer", lambda m, sid=screen.id: sid not in m["tracks"], timeout=15
-        )
+        await mentor.wait_for("track_unpublished", unpublished(screen.id))
+        await mentor.wait_for("subscribe_offer", offers_no(screen.id), timeout=15)
     assert len(mids) == 1, mids  # one section, reused by every share
     pc = mentor.subscriber
     assert pc is not None and pc.remoteDescription is not None
@@ -130,9 +128,11 @@ async def test_observer_receives_both_and_cannot_publish(sfu: SfuProcess, join: 
     await mentor.publish({camera(): "camera"})
     await mentee.publish({camera(): "camera"})
     for publisher in (mentor, mentee):
-        await observer.wait_frames(
-            lambda i, p=publisher: i.participant_id == p.participant_id, FRAMES, timeout=30
-        )
+
+        def published_by(i: RemoteTrackInfo, p: SfuClient = publisher) -> bool:
+            return i.participant_id == p.participant_id
+
+        await observer.wait_frames(published_by, FRAMES, timeout=30)
     with pytest.raises(SfuErrorReply) as refused:
         await observer.publish({camera(): "camera"})
     assert refused.value.code == "forbidden"
@@ -152,6 +152,7 @@ async def test_upstream_loss_is_recovered_by_nack(sfu: SfuProcess, join: Join) -
     assert await metric(sfu, "sfu_nacks_sent_total") > nacks_before
     # Every frame got through: with ~3% of packets dropped and no recovery, the jitter buffer
     # would stall or skip on every loss.
+    assert info.last_frame_at is not None and info.first_frame_at is not None
     elapsed = info.last_frame_at - info.first_frame_at
     assert info.frames / elapsed > 25
 
@@ -191,8 +192,8 @@ async def test_header_counting_subscriber_counts_what_a_decrypting_one_counts(
     await mentor.unpublish(camera_track.track)
     await asyncio.sleep(1.0)  # what is in flight arrives; the camera has stopped
 
-    def video(client: object) -> RemoteTrackStats:
-        stats = client.stats().remote.values()  # type: ignore[attr-defined]
+    def video(client: SfuClient) -> RemoteTrackStats:
+        stats = client.stats().remote.values()
         return next(s for s in stats if s.kind == "video")
 
     a, b = video(decrypting), video(headers)
@@ -201,9 +202,10 @@ async def test_header_counting_subscriber_counts_what_a_decrypting_one_counts(
     # the first keyframe wait of each subscription.
     assert abs(a.frames - b.frames) <= 60
     assert abs(a.octets / a.packets - b.octets / b.packets) < 2  # bytes per packet agree
-    subscriber_side = headers._subscriber
+    subscriber_pc = headers._subscriber.pc
+    assert subscriber_pc is not None
     paths = {
         type(internal(t.receiver.transport.transport, "_connection").rtp_handler).__name__
-        for t in subscriber_side.pc.getTransceivers()
+        for t in subscriber_pc.getTransceivers()
     }
     assert paths == {"HeaderCountingPath"}

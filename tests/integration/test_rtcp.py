@@ -125,7 +125,7 @@ def _drop_first_arrivals(client: SfuClient, fraction: float) -> list[int]:
                     return
         await original(data, arrival_time_ms)
 
-    transport._handle_rtp_data = lossy
+    transport._handle_rtp_data = lossy  # type: ignore[method-assign]
     return dropped
 
 

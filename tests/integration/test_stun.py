@@ -66,7 +66,7 @@ class Client(asyncio.DatagramProtocol):
 
     async def drain(self, quiet: float = 0.5) -> list[bytes]:
         """Everything received until nothing more came for `quiet` seconds."""
-        received = []
+        received: list[bytes] = []
         while True:
             try:
                 data, _ = await asyncio.wait_for(self.replies.get(), quiet)

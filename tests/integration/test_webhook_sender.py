@@ -130,9 +130,10 @@ async def senders() -> AsyncIterator[list[WebhookSender]]:
         await sender.close()
 
 
-async def started(made: list[WebhookSender], url: str, **kwargs: object) -> WebhookSender:
-    options: dict[str, object] = {"backoff": FAST, "timeout_s": 2.0, **kwargs}
-    sender = WebhookSender(url, SECRET, **options)  # type: ignore[arg-type]
+async def started(
+    made: list[WebhookSender], url: str, *, backoff: Backoff = FAST, timeout_s: float = 2.0
+) -> WebhookSender:
+    sender = WebhookSender(url, SECRET, backoff=backoff, timeout_s=timeout_s)
     made.append(sender)
     await sender.start()
     return sender

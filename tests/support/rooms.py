@@ -1,14 +1,16 @@
 """Rooms on a running SFU for the integration tests: create one, read /metrics, paced camera
-and microphone tracks, and the loopback ICE configuration the test clients use."""
+and microphone tracks, predicates on signalling messages, and the loopback ICE configuration
+the test clients use."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
-from sfu.client.client import SfuClient
+from sfu.client.client import Message, SfuClient
 from sfu.client.clips import PacedPacketTrack
 from sfu.ice.connection import IceConfig
 from sfu.testing.process import SfuProcess
@@ -19,14 +21,14 @@ LOOPBACK = IceConfig(addresses=("127.0.0.1",))
 Join = Callable[..., Awaitable[SfuClient]]
 
 
-async def create_room(sfu: SfuProcess, **body: object) -> dict[str, object]:
+async def create_room(sfu: SfuProcess, **body: object) -> dict[str, Any]:
     room_id = str(body.pop("room_id", f"it-{uuid.uuid4().hex[:10]}"))
     async with aiohttp.ClientSession() as http:
         response = await http.post(
             sfu.url + "/rooms", json={"room_id": room_id, **body}, headers=sfu.service_headers()
         )
         assert response.status == 201, await response.text()
-        room: dict[str, object] = await response.json()
+        room: dict[str, Any] = await response.json()
         return room
 
 
@@ -50,3 +52,18 @@ def camera() -> PacedPacketTrack:
 
 def microphone() -> PacedPacketTrack:
     return PacedPacketTrack.from_codec("opus", seconds=4)
+
+
+def offers(track_id: str) -> Callable[[Message], bool]:
+    """A subscribe_offer that carries this track."""
+    return lambda m: track_id in m["tracks"]
+
+
+def offers_no(track_id: str) -> Callable[[Message], bool]:
+    """A subscribe_offer that no longer carries this track."""
+    return lambda m: track_id not in m["tracks"]
+
+
+def unpublished(track_id: str) -> Callable[[Message], bool]:
+    """The track_unpublished message of this track."""
+    return lambda m: m["track"]["track_id"] == track_id

@@ -86,7 +86,7 @@ async def run_worker(env: dict[str, str], *args: str, timeout: float = 150) -> t
 
 def check_published(data: Path) -> dict[str, Any]:
     objects = published_objects(data)
-    meta = json.loads(objects[PREFIX + "metadata.json"][0])
+    meta: dict[str, Any] = json.loads(objects[PREFIX + "metadata.json"][0])
     assert meta["session_id"] == SESSION_ID and meta["room_id"] == "room-vod"
     assert abs(meta["duration_s"] - SESSION_S) < 0.01
     assert {p["role"] for p in meta["participants"]} == {"mentor", "mentee"}

@@ -410,9 +410,9 @@ async def test_direct_pacer_loops_with_monotonic_seq_ts_and_picture_id(vp8_short
         )
         original = receiver._handle_rtp_packet
 
-        async def recording(packet: RtpPacket, *args: object, **kwargs: object) -> None:
+        async def recording(packet: RtpPacket, arrival_time_ms: int) -> None:
             received.packets.append(packet)
-            await original(packet, *args, **kwargs)
+            await original(packet, arrival_time_ms=arrival_time_ms)
 
         vars(receiver)["_handle_rtp_packet"] = recording
 

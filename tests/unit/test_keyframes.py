@@ -4,6 +4,7 @@ and from real libvpx output packetized by aiortc."""
 from __future__ import annotations
 
 import fractions
+from typing import TypedDict
 
 import av
 import numpy
@@ -30,6 +31,16 @@ VP8_DELTA = bytes([0x31, 0x0B, 0x00, 0x12, 0x34, 0x56])
 
 X, N, S = 0x80, 0x20, 0x10
 I_BIT, L_BIT, T_BIT, K_BIT = 0x80, 0x40, 0x20, 0x10
+
+
+class Vp8Extensions(TypedDict, total=False):
+    """The optional fields of `vp8_descriptor`."""
+
+    picture_id: int
+    long_picture_id: bool
+    tl0picidx: int
+    tid: int
+    keyidx: int
 
 
 def vp8_descriptor(
@@ -112,9 +123,9 @@ def test_vp8_non_reference_bit_does_not_matter() -> None:
         ),
     ],
 )
-def test_vp8_extensions(options_key: dict[str, int], options_delta: dict[str, int]) -> None:
-    assert vp8_starts_keyframe(vp8_descriptor(**options_key) + VP8_KEY)  # type: ignore[arg-type]
-    assert not vp8_starts_keyframe(vp8_descriptor(**options_delta) + VP8_DELTA)  # type: ignore[arg-type]
+def test_vp8_extensions(options_key: Vp8Extensions, options_delta: Vp8Extensions) -> None:
+    assert vp8_starts_keyframe(vp8_descriptor(**options_key) + VP8_KEY)
+    assert not vp8_starts_keyframe(vp8_descriptor(**options_delta) + VP8_DELTA)
 
 
 def test_vp8_x_without_any_extension() -> None:

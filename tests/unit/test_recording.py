@@ -39,7 +39,10 @@ def shuffle_within(packets: list[RtpPacket], window: int, seed: int = 7) -> list
 def decode(path: Path) -> tuple[list[av.VideoFrame | av.AudioFrame], float]:
     with av.open(str(path)) as container:
         stream = container.streams[0]
-        frames = list(container.decode(stream))
+        frames: list[av.VideoFrame | av.AudioFrame] = []
+        for frame in container.decode(stream):
+            assert isinstance(frame, av.VideoFrame | av.AudioFrame)
+            frames.append(frame)
         assert frames, "nothing decoded"
         tb = frames[0].time_base
         assert tb is not None
@@ -47,6 +50,16 @@ def decode(path: Path) -> tuple[list[av.VideoFrame | av.AudioFrame], float]:
         assert last.pts is not None and frames[0].pts is not None
         span = float((last.pts - frames[0].pts) * tb)
         return frames, span
+
+
+def audio_frame(frame: av.VideoFrame | av.AudioFrame) -> av.AudioFrame:
+    assert isinstance(frame, av.AudioFrame), frame
+    return frame
+
+
+def video_frame(frame: av.VideoFrame | av.AudioFrame) -> av.VideoFrame:
+    assert isinstance(frame, av.VideoFrame), frame
+    return frame
 
 
 # -- bitstream -------------------------------------------------------------------------------
@@ -262,11 +275,12 @@ async def test_recorder_writes_decodable_file(tmp_path: Path, codec: Codec) -> N
     frames, span = decode(path)
     expected_span = (len(clip.units) - 1) * clip.frame_interval_s
     if codec == "opus":
-        samples = sum(f.samples for f in frames)  # type: ignore[union-attr]
+        samples = sum(audio_frame(f).samples for f in frames)
         assert abs(samples / 48000 - clip.duration_s) < 0.03
     else:
         assert len(frames) == len(clip.units)
-        assert (frames[0].width, frames[0].height) == (clip.width, clip.height)  # type: ignore[union-attr]
+        first = video_frame(frames[0])
+        assert (first.width, first.height) == (clip.width, clip.height)
     assert abs(span - expected_span) < 0.03
     with av.open(str(path)) as container:
         assert container.duration is not None
@@ -285,7 +299,7 @@ async def test_recorder_keeps_every_frame_around_padding(tmp_path: Path, codec: 
     assert recorder.stats["frames_dropped"] == 0
     frames, _ = decode(path)
     if codec == "opus":
-        samples = sum(f.samples for f in frames)  # type: ignore[union-attr]
+        samples = sum(audio_frame(f).samples for f in frames)
         assert abs(samples / 48000 - clip.duration_s) < 0.03
     else:
         assert len(frames) == len(clip.units)

@@ -8,6 +8,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from sfu.recording.local_queue import LocalJobQueue
 from sfu.recording.manifest import MANIFEST
@@ -22,8 +23,18 @@ from sfu.recording.watch import RecordingWatch
 from tests.support.recordings import ORPHAN_S, stale_session
 
 
-def _ids(root: Path, **kwargs: object) -> list[str]:
-    return [m.session_id for m in find_unfinished(root, **kwargs)]  # type: ignore[arg-type]
+class UnfinishedFilters(TypedDict, total=False):
+    """The keyword arguments of `find_unfinished`."""
+
+    node_id: str | None
+    stale_after_s: float | None
+    live: frozenset[str]
+    alive_nodes: frozenset[str]
+    now: float | None
+
+
+def _ids(root: Path, **kwargs: Unpack[UnfinishedFilters]) -> list[str]:
+    return [m.session_id for m in find_unfinished(root, **kwargs)]
 
 
 def test_a_shared_volume_keeps_other_nodes_live_sessions(tmp_path: Path) -> None:

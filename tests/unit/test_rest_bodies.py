@@ -43,6 +43,7 @@ def test_defaults_and_bounds() -> None:
     options = parse_room_options({}, "r1", 300)
     assert (options.record, options.max_participants, options.empty_timeout_s) == (True, 4, 300)
     assert options.metadata == {}
+    body: dict[str, Any]
     for body in (
         {"max_participants": 1},
         {"max_participants": 4.5},

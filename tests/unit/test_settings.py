@@ -224,7 +224,8 @@ def test_settings_are_frozen() -> None:
 
 def _leaf_fields(value: object) -> list[str]:
     leaves: list[str] = []
-    for item in dataclasses.fields(value):  # type: ignore[arg-type]
+    assert dataclasses.is_dataclass(value)
+    for item in dataclasses.fields(value):
         inner = getattr(value, item.name)
         if dataclasses.is_dataclass(inner):
             leaves.extend(f"{item.name}.{name}" for name in _leaf_fields(inner))

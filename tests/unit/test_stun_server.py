@@ -11,6 +11,7 @@ import struct
 import sys
 import tracemalloc
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from aioice import stun
@@ -420,6 +421,15 @@ def test_clock_going_backwards_refills_nothing() -> None:
     assert bucket.take(5.11)
 
 
+class RateFields(TypedDict, total=False):
+    """The fields of RateConfig."""
+
+    rate_per_source: float
+    burst_per_source: float
+    rate_total: float
+    max_sources: int
+
+
 @pytest.mark.parametrize(
     "config",
     [
@@ -429,9 +439,9 @@ def test_clock_going_backwards_refills_nothing() -> None:
         {"max_sources": 0},
     ],
 )
-def test_rate_config_refuses_nonsense(config: dict[str, float]) -> None:
+def test_rate_config_refuses_nonsense(config: RateFields) -> None:
     with pytest.raises(ValueError):
-        RateConfig(**config)  # type: ignore[arg-type]
+        RateConfig(**config)
 
 
 # --- settings and ice_servers ---------------------------------------------------------------

@@ -12,15 +12,13 @@ import pytest
 
 from sfu.api.tokens import (
     LEEWAY_S,
-    ROLES,
-    ParticipantGrant,
-    Role,
     mint_participant_token,
     mint_service_token,
     verify_participant_token,
     verify_service_token,
 )
 from sfu.core.errors import Forbidden, SfuError, Unauthorized
+from sfu.core.vocabulary import ROLES, ParticipantGrant, Role
 
 SECRET = "test-secret-" + "s" * 64
 OTHER_SECRET = "other-secret-" + "o" * 64

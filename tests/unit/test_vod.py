@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sfu.vod.canvas import BLACK, Planes, planes_of, yuv_of_rgb
 from sfu.vod.compose import (
     PLACEHOLDER,
     PLACEHOLDER_RGB,
+    AudioEvent,
     VideoEvent,
     VideoTrackReader,
     programme,
@@ -198,6 +200,7 @@ def _decode_rendition(playlist: Path) -> tuple[list[tuple[float, np.ndarray]], n
             elif isinstance(frame, av.AudioFrame):
                 assert frame.sample_rate == 48000
                 if audio_t0 is None:
+                    assert frame.time is not None
                     audio_t0 = float(frame.time)
                 chunks.append(frame.to_ndarray().astype(np.float32).mean(axis=0))
     assert frames and chunks and audio_t0 is not None
@@ -213,7 +216,8 @@ def _at(frames: list[tuple[float, np.ndarray]], t: float) -> np.ndarray:
 def _mean(img: np.ndarray, x0: float, x1: float, y0: float = 0.3, y1: float = 0.7) -> np.ndarray:
     h, w, _ = img.shape
     region = img[int(h * y0) : int(h * y1), int(w * x0) : int(w * x1)].reshape(-1, 3)
-    return region.astype(np.float64).mean(axis=0)
+    mean: np.ndarray = region.astype(np.float64).mean(axis=0)
+    return mean
 
 
 def _dominant(rgb: np.ndarray, channel: int) -> bool:
@@ -272,7 +276,9 @@ def test_playlists_and_segments(rendered: tuple[Path, RenderResult, list[float]]
     ):
         assert f"RESOLUTION={res}" in attrs
         assert f'CODECS="{codecs},mp4a.40.2"' in attrs
-        assert int(re.search(r"BANDWIDTH=(\d+)", attrs).group(1)) > 0  # type: ignore[union-attr]
+        bandwidth = re.search(r"BANDWIDTH=(\d+)", attrs)
+        assert bandwidth is not None
+        assert int(bandwidth.group(1)) > 0
     for info in result.renditions:
         assert len(info.segments) >= 2
         assert all(4.0 <= d <= 6.0 for d in info.segment_durations[:-1])
@@ -448,10 +454,8 @@ def test_composition_failure_closes_every_encoder(
 
     import sfu.vod.render as render_module
 
-    real = render_module.programme
-
-    def failing(*args: Any, **kwargs: Any) -> Any:
-        for event in real(*args, **kwargs):
+    def failing(*args: Any, **kwargs: Any) -> Iterator[VideoEvent | AudioEvent]:
+        for event in programme(*args, **kwargs):
             if isinstance(event, VideoEvent) and event.index == 40:
                 raise OSError("track file vanished")
             yield event

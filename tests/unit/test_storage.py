@@ -206,7 +206,8 @@ def test_multipart_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """SFU_S3_MULTIPART_THRESHOLD_MB / SFU_S3_MULTIPART_CHUNK_MB reach the S3 store; a part
     below S3's 5 MiB minimum (or a threshold past the 5 GiB single PUT) stops start-up."""
     from sfu.config.settings import SettingsError, load_settings
-    from sfu.storage.s3 import MIB, S3Store
+    from sfu.storage.base import MIB
+    from sfu.storage.s3 import S3Store
 
     for name in list(os.environ):
         if name.startswith("SFU_"):

@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as `python bench/capacity.py`
 
 import numpy as np
 
-from bench.forwarding import machine, pin
+from bench.harness import machine, pin
 from sfu.testing.process import TEST_SECRET, SfuProcess, make_sfu
 
 REPO = Path(__file__).resolve().parent.parent

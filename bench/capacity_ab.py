@@ -36,7 +36,7 @@ from bench.capacity import (
     launch,
     run_once,
 )
-from bench.forwarding import machine
+from bench.harness import machine
 from sfu.recording.recorder import RECORDER_THREAD
 
 

@@ -24,15 +24,21 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from bench.harness import (
+    LOOPBACK,
+    VIDEO,
+    camera,
+    machine,
+    microphone,
+    pin,
+)
+from bench.servers import RelayServer, Server, SfuServer
 
 if __package__ in (None, ""):  # run as `python bench/forwarding.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,169 +51,15 @@ from aiortc import MediaStreamTrack
 from sfu.client.client import SfuClient
 from sfu.client.clips import PacedPacketTrack
 from sfu.client.remote import RemoteTrackInfo
-from sfu.core.vocabulary import Role
-from sfu.ice.connection import IceConfig
-from sfu.testing.process import free_tcp_port, make_sfu
 
-LOOPBACK = IceConfig(addresses=("127.0.0.1",))
-REPO = Path(__file__).resolve().parent.parent
-LOG_DIR = Path(os.environ.get("BENCH_LOG_DIR", "/tmp/bench-logs"))
-VIDEO = {"width": 640, "height": 480, "fps": 30, "kbps": 1000, "seconds": 4, "gop_frames": 60}
-AUDIO_CLIP_SECONDS = 4
 TARGET_RATIO = 30.0
 TARGET_FPS = 29.0
 FIRST_FRAME_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 15.0
 CLOSE_TIMEOUT_S = 15.0
-START_TIMEOUT_S = 20.0
 
 
 # --- servers under test ---------------------------------------------------------------------
-
-
-class Server(Protocol):
-    name: str
-
-    @property
-    def pid(self) -> int: ...
-
-    @property
-    def ws_url(self) -> str: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    async def prepare(self) -> str:
-        """Create what a session needs; returns the room id."""
-        ...
-
-    def token(self, room: str, user: str, role: Role) -> str: ...
-
-
-class SfuServer:
-    """``python -m sfu serve`` via sfu/testing/process.make_sfu, logging at WARNING."""
-
-    name = "sfu"
-
-    def __init__(self, rtc_min: int, rtc_max: int) -> None:
-        self._proc = make_sfu(
-            rtc_min, rtc_max, "bench-sfu", SFU_LOG_LEVEL="WARNING", SFU_DRAIN_TIMEOUT_S="0"
-        )
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
-
-    @property
-    def ws_url(self) -> str:
-        return self._proc.ws_url
-
-    def start(self) -> None:
-        self._proc.start(timeout=START_TIMEOUT_S)
-
-    def stop(self) -> None:
-        self._proc.stop()
-
-    async def prepare(self) -> str:
-        room_id = f"bench-{uuid.uuid4().hex[:8]}"
-        body = {"room_id": room_id, "record": False, "max_participants": 16}
-        async with aiohttp.ClientSession() as http:
-            response = await http.post(
-                self._proc.url + "/rooms", json=body, headers=self._proc.service_headers()
-            )
-            if response.status != 201:
-                raise RuntimeError(f"POST /rooms: {response.status} {await response.text()}")
-        return room_id
-
-    def token(self, room: str, user: str, role: Role) -> str:
-        return self._proc.token(room, user, role)
-
-
-class RelayServer:
-    """``python -m bench.relay_server``: stock aiortc, MediaRelay, decode + re-encode."""
-
-    name = "relay"
-
-    def __init__(self) -> None:
-        self.port = free_tcp_port()
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def start(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
-        with (LOG_DIR / "relay.log").open("ab") as log:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.relay_server", "--port", str(self.port)],
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        _wait_healthy(self._proc, f"http://127.0.0.1:{self.port}/health")
-
-    def stop(self) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(CLOSE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
-
-    async def prepare(self) -> str:
-        return "relay"
-
-    def token(self, room: str, user: str, role: Role) -> str:
-        return f"{room}:{user}:{role}"  # ignored by the relay server
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {proc.returncode}; see {LOG_DIR}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {START_TIMEOUT_S} s")
-
-
-def camera() -> PacedPacketTrack:
-    """The publisher's pre-encoded VP8 track (VIDEO parameters; the clip is cached on disk)."""
-    return PacedPacketTrack.from_codec(
-        "vp8",
-        width=VIDEO["width"],
-        height=VIDEO["height"],
-        fps=VIDEO["fps"],
-        kbps=VIDEO["kbps"],
-        seconds=VIDEO["seconds"],
-        gop_frames=VIDEO["gop_frames"],
-    )
-
-
-def microphone() -> PacedPacketTrack:
-    return PacedPacketTrack.from_codec("opus", seconds=AUDIO_CLIP_SECONDS)
-
-
-def pin(pid: int, cpus: set[int] | None) -> None:
-    """Set the CPU affinity of every thread of a process (threads created later inherit)."""
-    if not cpus:
-        return
-    for thread in psutil.Process(pid).threads():
-        with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(thread.id), cpus)
 
 
 # --- one case: one server, K subscribers ----------------------------------------------------
@@ -430,44 +282,10 @@ def table(cases: list[Case]) -> str:
     return "\n".join(rows)
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "sfu_revision": _revision(),
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "kernel": platform.release(),
-    }
-
-
 def _command() -> str:
     if __package__:
         return " ".join(["python", "-m", "bench.forwarding", *sys.argv[1:]])
     return " ".join(["python", *sys.argv])
-
-
-def _revision() -> str:
-    """The commit of the SFU measured, "+dirty" when sfu/ has uncommitted changes (read-only)."""
-    try:
-        head = (
-            subprocess.run(
-                ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, timeout=10
-            )
-            .stdout.decode()
-            .strip()
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "sfu"], cwd=REPO, capture_output=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
 
 
 def verdict(cases: list[Case], fits: dict[str, Fit]) -> dict[str, Any]:

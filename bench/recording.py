@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 import psutil
 
-from bench.forwarding import LOOPBACK, camera, microphone, pin
+from bench.harness import LOOPBACK, camera, microphone, pin
 from sfu.client.client import SfuClient
 from sfu.client.clips import Clip
 from sfu.recording.assembler import FrameAssembler

@@ -37,6 +37,7 @@ from sfu.webhooks.payload import (
 from sfu.webhooks.policy import Backoff, Verdict, classify, parse_retry_after
 from sfu.webhooks.queue import PendingEvents
 from sfu.webhooks.sender import WebhookSender
+from tests.support.hook_server import serving_hooks
 
 SECRET = "unit-test-webhook-secret-0123456789"
 FAST = Backoff(base_s=0.01, max_s=0.05, max_attempts=6)
@@ -108,16 +109,12 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield rec
-    rec.release.set()
-    await runner.cleanup()
+    async with serving_hooks(rec.handle) as url:
+        rec.url = url
+        try:
+            yield rec
+        finally:
+            rec.release.set()  # a handler told to hang returns before the server stops
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from sfu.client.client import SfuClient
 from sfu.core.vocabulary import Role
 from sfu.testing.process import TEST_SECRET, SfuProcess, free_tcp_port, make_sfu
 from sfu.webhooks.payload import SIGNATURE_HEADER, verify_signature
+from tests.support.hook_server import serving_hooks
 from tests.support.rooms import LOOPBACK, camera, create_room
 
 
@@ -52,16 +53,12 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    rec.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
-    yield rec
-    rec.release.set()
-    await runner.cleanup()
+    async with serving_hooks(rec.handle) as url:
+        rec.url = url
+        try:
+            yield rec
+        finally:
+            rec.release.set()  # a handler told to hang returns before the server stops
 
 
 @pytest.fixture

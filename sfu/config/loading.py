@@ -122,6 +122,16 @@ class FlatSettings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "SFU_REDIS_URL")
     )
+    """With it, the nodes that share this Redis act as one SFU (docs/architecture.md,
+    "Several nodes"): a node registry, a room directory, placement and relays."""
+    node_url: str | None = None
+    """How the other nodes reach this node's HTTP port (`http://<pod IP>:8080`); in k8s from
+    the downward API. Unset: `http://<http_host or this host's name>:<http_port>`."""
+    cluster_heartbeat_s: float = Field(default=2.0, gt=0, le=60)
+    """How often this node refreshes its registry entry and its rooms in Redis."""
+    cluster_node_ttl_s: float = Field(default=10.0, gt=0, le=600)
+    """A node entry not refreshed for this long has expired: the node is gone, and a surviving
+    node removes its rooms (`room_finished`, reason `node_lost`)."""
 
     # Webhooks (docs/api.md §5), signed with jwt_secret
     webhook_url: str | None = None
@@ -207,7 +217,7 @@ class FlatSettings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
-    @field_validator("webhook_url", "s3_endpoint")
+    @field_validator("webhook_url", "s3_endpoint", "node_url")
     @classmethod
     def _check_http_url(cls, value: str | None) -> str | None:
         if not value:
@@ -261,6 +271,12 @@ class FlatSettings(BaseSettings):
             raise ValueError(
                 f"SFU_RTC_PORT_MIN ({self.rtc_port_min}) is above "
                 f"SFU_RTC_PORT_MAX ({self.rtc_port_max})"
+            )
+        if self.cluster_node_ttl_s < 2 * self.cluster_heartbeat_s:
+            raise ValueError(
+                f"SFU_CLUSTER_NODE_TTL_S ({self.cluster_node_ttl_s:g}) must be at least twice "
+                f"SFU_CLUSTER_HEARTBEAT_S ({self.cluster_heartbeat_s:g}), or a live node's entry "
+                "could expire between two heartbeats"
             )
         return self
 

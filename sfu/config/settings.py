@@ -99,6 +99,16 @@ class StunSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Several nodes as one SFU (`REDIS_URL`, `SFU_NODE_URL`, `SFU_CLUSTER_*`)."""
+
+    node_url: str | None
+    """How the other nodes reach this node's HTTP port; None: derived at start."""
+    heartbeat_s: float
+    node_ttl_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class RoomSettings:
     """`SFU_MAX_ROOMS`, `SFU_DEFAULT_EMPTY_TIMEOUT_S`."""
 
@@ -176,6 +186,7 @@ class Settings:
     limits: LimitSettings
     media: MediaSettings
     stun: StunSettings
+    cluster: ClusterSettings
     rooms: RoomSettings
     webhooks: WebhookSettings
     storage: StorageSettings
@@ -222,6 +233,11 @@ class Settings:
                 burst_per_ip=flat.stun_burst_per_ip,
                 rate_total=flat.stun_rate_total,
                 max_sources=flat.stun_max_sources,
+            ),
+            cluster=ClusterSettings(
+                node_url=flat.node_url,
+                heartbeat_s=flat.cluster_heartbeat_s,
+                node_ttl_s=flat.cluster_node_ttl_s,
             ),
             rooms=RoomSettings(
                 max_rooms=flat.max_rooms,
@@ -282,6 +298,9 @@ KEY_PATHS: dict[str, str] = {
     "ice_timeout_s": "media.ice_timeout_s",
     "keyframe_min_interval_s": "media.keyframe_min_interval_s",
     **{f"stun_{name}": f"stun.{name}" for name in StunSettings.__dataclass_fields__},
+    "node_url": "cluster.node_url",
+    "cluster_heartbeat_s": "cluster.heartbeat_s",
+    "cluster_node_ttl_s": "cluster.node_ttl_s",
     **{key: f"rooms.{key}" for key in RoomSettings.__dataclass_fields__},
     **{f"webhook_{name}": f"webhooks.{name}" for name in WebhookSettings.__dataclass_fields__},
     "storage_url": "storage.url",

@@ -267,3 +267,18 @@ def test_key_paths_name_where_each_key_lands(monkeypatch: pytest.MonkeyPatch) ->
     assert value_at(settings, "stun_host") == "stun.example"
     assert value_at(settings, "vod_poll_s") == 2.5
     assert value_at(settings, "recordings_dir") == flat.data_dir / "recordings"
+
+
+def test_cluster_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert (settings.cluster.heartbeat_s, settings.cluster.node_ttl_s) == (2.0, 10.0)
+    assert settings.cluster.node_url is None
+    monkeypatch.setenv("SFU_NODE_URL", "http://10.0.0.12:8080")
+    assert load_settings().cluster.node_url == "http://10.0.0.12:8080"
+    monkeypatch.setenv("SFU_NODE_URL", "10.0.0.12:8080")
+    with pytest.raises(SettingsError, match="SFU_NODE_URL"):
+        load_settings()
+    monkeypatch.delenv("SFU_NODE_URL")
+    monkeypatch.setenv("SFU_CLUSTER_NODE_TTL_S", "3")
+    with pytest.raises(SettingsError, match="SFU_CLUSTER_NODE_TTL_S"):
+        load_settings()

@@ -22,8 +22,11 @@ from sfu.client.remote import (
     track_infos_from_offer,
 )
 from sfu.ice.connection import IceConfig
-from sfu.media.client_seams import accept_renegotiated_codecs
-from sfu.media.internals import internal
+from sfu.media.client_seams import (
+    accept_renegotiated_codecs,
+    set_socket_rtp_handler,
+    socket_rtp_handler,
+)
 from sfu.media.seams import (
     PeerSetup,
     SeamPeerConnection,
@@ -124,10 +127,9 @@ class SubscriberSide:
         """Counting subscribers read SRTP headers instead of decrypting (header_count.py)."""
         for transceiver in pc.getTransceivers():
             dtls = transceiver.receiver.transport
-            connection = internal(dtls.transport, "_connection")
-            full = getattr(connection, "rtp_handler", None)
+            full = socket_rtp_handler(dtls)
             if full is not None and not isinstance(full, HeaderCountingPath):
-                connection.rtp_handler = HeaderCountingPath(dtls, full)
+                set_socket_rtp_handler(dtls, HeaderCountingPath(dtls, full))
 
     def _resolver(self, mid: str | None, fallback_id: str) -> Resolver:
         # An m-line can carry another track after a re-offer: resolve through the mid each time.
@@ -153,7 +155,7 @@ class SubscriberSide:
             receiver.sink = RtpFrameCounter(resolve)
             # No REMB from a counting subscriber: the SFU's senders ignore it, and the remote
             # bitrate estimator is a large share of the client's per-packet receive cost.
-            receiver._estimator = None
+            receiver.disable_remb()
         else:
             task = asyncio.create_task(consume_decoded(track, resolve))
             self._tasks.add(task)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import AnyRtcpPacket, RtpPacket
 
 from sfu.ice.connection import SfuConnection
 from sfu.media.forwarding_sender import ForwardingSender
@@ -30,6 +30,7 @@ _OBSERVED_RTP = "_sfu_observed_rtp"
 _OBSERVED_NACKS = "_sfu_observed_nacks"
 _ORIGINAL_SEND_RTP = "_sfu_original_send_rtp"
 _ORIGINAL_SEND_PLAIN = "_sfu_original_send_plain"
+_ORIGINAL_HANDLE_RTP_DATA = "_sfu_original_handle_rtp_data"
 """Instance attributes the hooks below set on aiortc objects (their own, not aiortc's)."""
 
 
@@ -187,6 +188,25 @@ def drop_outgoing_rtp(transport: RTCDtlsTransport, should_drop: Callable[[bytes]
     attributes["_send_rtp"] = send_rtp
 
 
+def drop_incoming_rtp(transport: RTCDtlsTransport, should_drop: Callable[[bytes], bool]) -> None:
+    """Discard each decrypted RTP packet `transport` received for which `should_drop(data)`
+    is true, before it is parsed and routed (aiortc's `_handle_rtp_data`, shadowed; a later
+    call replaces the filter). Datagrams a socket RTP handler takes (RtpFastPath, on
+    forwarding peer connections) never get there."""
+    attributes = vars(transport)
+    original: Callable[[bytes, int], Awaitable[None]] = attributes.get(
+        _ORIGINAL_HANDLE_RTP_DATA, transport._handle_rtp_data
+    )
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        if should_drop(data):
+            return
+        await original(data, arrival_time_ms)
+
+    attributes[_ORIGINAL_HANDLE_RTP_DATA] = original
+    attributes["_handle_rtp_data"] = handle_rtp_data
+
+
 def drop_forwarded_rtp(sender: ForwardingSender, should_drop: Callable[[bytes], bool]) -> None:
     """As drop_outgoing_rtp, for a ForwardingSender, whose packets (its retransmissions too)
     never pass through the transport's `_send_rtp`: its `_send_plain` is shadowed."""
@@ -221,6 +241,24 @@ def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> N
     """Make each PLI or FIR that `sender` receives call `callback`, instead of aiortc's
     `_send_keyframe` (a flag for its encoder, which pre-encoded packets never consult)."""
     vars(sender)["_send_keyframe"] = callback
+
+
+def observe_received_rtcp(sender: RTCRtpSender, observe: Callable[[AnyRtcpPacket], None]) -> None:
+    """Call `observe(packet)` for each RTCP packet routed to `sender` (receiver reports, REMB,
+    NACK, PLI...), before it handles it (its `_handle_rtcp_packet`, shadowed; a second call
+    observes through the first)."""
+    original: Callable[[AnyRtcpPacket], Awaitable[None]] = sender._handle_rtcp_packet
+
+    async def observed(packet: AnyRtcpPacket) -> None:
+        observe(packet)
+        await original(packet)
+
+    vars(sender)["_handle_rtcp_packet"] = observed
+
+
+async def deliver_rtcp(sender: RTCRtpSender, packet: AnyRtcpPacket) -> None:
+    """Hand `sender` an RTCP packet as if its transport had received it (tests)."""
+    await sender._handle_rtcp_packet(packet)
 
 
 def set_track_id(track: MediaStreamTrack, track_id: str) -> None:

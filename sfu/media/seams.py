@@ -149,8 +149,10 @@ def check_seams() -> None:
         (RTCRtpReceiver, "_send_rtcp"),
         (RTCRtpReceiver, "_handle_rtp_packet"),  # client_seams.observe_received_rtp
         (RTCRtpSender, "_send_rtcp"),
+        (RTCRtpSender, "_handle_rtcp_packet"),  # client_seams.observe_received_rtcp
         (RTCRtpSender, "_send_keyframe"),  # client_seams.on_keyframe_request
         (RTCDtlsTransport, "_send_rtp"),  # and client_seams.drop_outgoing_rtp
+        (RTCDtlsTransport, "_handle_rtp_data"),  # client_seams.drop_incoming_rtp
         (RTCDtlsTransport, "_register_rtp_sender"),
         (RTCDtlsTransport, "_register_rtp_receiver"),
         (RtpRouter, "register_receiver"),  # client_seams.accept_renegotiated_codecs

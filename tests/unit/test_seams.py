@@ -25,7 +25,13 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtpPacket, is_rtcp
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtpPacket,
+    is_rtcp,
+)
 
 from sfu.client.header_count import SRTP_TAG_LENGTHS
 from sfu.ice.connection import IceConfig
@@ -373,6 +379,8 @@ async def test_stock_connection_hooks_drop_observe_and_count() -> None:
         client_seams.drop_outgoing_rtp(sender.transport, drop)  # replaces the first filter
         keyframe_requests: list[float] = []
         client_seams.on_keyframe_request(sender, lambda: keyframe_requests.append(time.time()))
+        rtcp: list[object] = []
+        client_seams.observe_received_rtcp(sender, rtcp.append)
 
         await publisher.setLocalDescription(await publisher.createOffer())
         offer = publisher.localDescription.sdp
@@ -409,6 +417,52 @@ async def test_stock_connection_hooks_drop_observe_and_count() -> None:
 
         await receiver._send_rtcp_pli(media)
         await _until(lambda: bool(keyframe_requests), "the PLI at the callback")
+        await _until(
+            lambda: any(
+                isinstance(p, RtcpRrPacket) and any(r.ssrc == media for r in p.reports)
+                for p in rtcp
+            ),
+            "a receiver report at the sender",
+        )
+        assert any(isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_PLI for p in rtcp)
+        requests = len(keyframe_requests)
+        await client_seams.deliver_rtcp(sender, RtcpPsfbPacket(RTCP_PSFB_PLI, 1, media))
+        assert len(keyframe_requests) == requests + 1
+    finally:
+        source.stop()
+        for pc in (subscriber, publisher):
+            await asyncio.wait_for(pc.close(), WAIT)
+
+
+async def test_drop_incoming_rtp_loses_packets_before_the_receiver() -> None:
+    publisher = client_peer_connection(_client_ice())
+    subscriber = client_peer_connection(_client_ice())
+    source = VideoStreamTrack()
+    try:
+        sender = publisher.addTransceiver(source, "sendonly").sender
+        media, _ = client_seams.sender_ssrcs(sender)
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await subscriber.setRemoteDescription(publisher.localDescription)
+        receiver = subscriber.getTransceivers()[0].receiver
+        dropped: set[int] = set()
+
+        def drop(data: bytes) -> bool:
+            seq = int.from_bytes(data[2:4], "big")
+            if int.from_bytes(data[8:12], "big") != media or seq % 7 != 5 or seq in dropped:
+                return False
+            dropped.add(seq)  # first arrivals only
+            return True
+
+        client_seams.drop_incoming_rtp(receiver.transport, lambda data: True)
+        client_seams.drop_incoming_rtp(receiver.transport, drop)  # replaces the first filter
+        arrived: list[int] = []
+        client_seams.observe_received_rtp(
+            receiver, lambda p: arrived.append(p.sequence_number) if p.ssrc == media else None
+        )
+        await subscriber.setLocalDescription(await subscriber.createAnswer())
+        await publisher.setRemoteDescription(subscriber.localDescription)
+        await _until(lambda: len(arrived) >= 50 and len(dropped) >= 3, "media with losses")
+        assert dropped.isdisjoint(arrived)
     finally:
         source.stop()
         for pc in (subscriber, publisher):

@@ -1,6 +1,7 @@
 """aiortc and aioice internals are touched only in sfu/media (through its seams).
 
-Every module under sfu/ outside sfu/media is parsed; each of these is an offence:
+Every module under sfu/ outside sfu/media, and under bench/, is parsed; each of these is an
+offence:
 - a call of `internal(...)` or `set_internal(...)` (sfu/media/internals.py's accessors);
 - an attribute whose name starts with one underscore (`x._y`, `x.__y`; not `x.__y__`) on
   anything but `self` or `cls`;
@@ -11,6 +12,9 @@ Every module under sfu/ outside sfu/media is parsed; each of these is an offence
 
 Not covered: a subclass of an aiortc/aioice class reaching its base's state through `self`
 (sfu/ice/connection.py's SfuConnection; its names are in the seams registry too).
+
+Tests (but test_seams.py and this module) are held to less: they may use the registry's
+accessors with a name it lists, but reach no other private aiortc/aioice name.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from pathlib import Path
 import aioice
 import aiortc
 
-SFU = Path(__file__).resolve().parents[2] / "sfu"
+from sfu.media import internals, seams
+
+ROOT = Path(__file__).resolve().parents[2]
+SFU = ROOT / "sfu"
 ALLOWED = SFU / "media"
 ACCESSORS = frozenset({"internal", "set_internal"})
 ATTRIBUTE_BUILTINS = frozenset({"getattr", "setattr", "hasattr", "delattr"})
@@ -114,14 +121,15 @@ def offences(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def _outside_media() -> list[Path]:
-    return sorted(p for p in SFU.rglob("*.py") if ALLOWED not in p.parents)
+    sfu = [p for p in SFU.rglob("*.py") if ALLOWED not in p.parents]
+    return sorted([*sfu, *(ROOT / "bench").rglob("*.py")])
 
 
-def test_no_aiortc_internals_outside_sfu_media() -> None:
+def test_no_aiortc_internals_outside_sfu_media_nor_in_bench() -> None:
     modules = _outside_media()
     assert len(modules) > 50  # the scan sees the package
     offenders = [
-        f"{path.relative_to(SFU.parent)}:{line}: {what}"
+        f"{path.relative_to(ROOT)}:{line}: {what}"
         for path in modules
         for line, what in sorted(offences(ast.parse(path.read_text(), str(path))))
     ]
@@ -156,3 +164,82 @@ def test_the_scan_recognises_each_kind_of_offence() -> None:
         ]
     )
     assert offences(ast.parse(allowed)) == []
+
+
+# --- tests reach aiortc internals only through sfu/media ---------------------------------------
+
+SEAM_TESTS = frozenset({"test_seams.py", "test_boundaries.py"})
+"""Test modules that test the seams (and this scan) themselves, and may touch anything."""
+
+
+def registered_names() -> frozenset[str]:
+    """The private names of the seams registry: internals.py's lists and the names
+    check_seams() verifies."""
+    names = {
+        name
+        for value in vars(internals).values()
+        if isinstance(value, tuple)
+        for name in value
+        if isinstance(name, str)
+    }
+    check = ast.parse(inspect.getsource(seams.check_seams))
+    names.update(
+        node.value
+        for node in ast.walk(check)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    )
+    return frozenset(n for n in names if _is_private(n))
+
+
+def offences_in_tests(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for each aiortc/aioice private a test module reaches other than through
+    sfu/media: `internal()`/`set_internal()` with a name the registry lists is allowed."""
+    library = library_private_names()
+    registered = registered_names()
+    through_accessor: set[int] = set()
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _called_name(node) in ACCESSORS and len(node.args) > 1:
+            name = node.args[1]
+            through_accessor.add(id(name))
+            if not (isinstance(name, ast.Constant) and name.value in registered):
+                found.append((node.lineno, f"{_called_name(node)}(..., {ast.unparse(name)})"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in library:
+            owner = node.value
+            if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                found.append((node.lineno, ast.unparse(node)))
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in through_accessor
+            and (node.value in library or node.value.startswith("_RTC"))
+        ):
+            found.append((node.lineno, repr(node.value)))
+    return found
+
+
+def test_tests_reach_aiortc_internals_only_through_sfu_media() -> None:
+    tests = ROOT / "tests"
+    modules = sorted(p for p in tests.rglob("*.py") if p.name not in SEAM_TESTS)
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {what}"
+        for path in modules
+        for line, what in sorted(offences_in_tests(ast.parse(path.read_text(), str(path))))
+    ]
+    assert not offenders, "aiortc/aioice internals reached around sfu/media:\n" + "\n".join(
+        offenders
+    )
+
+
+def test_the_test_scan_allows_registered_names_only() -> None:
+    source = "\n".join(
+        [
+            "internal(dtls, '_rx_srtp')",
+            "internal(dtls, '_not_in_the_registry')",
+            "sender._ssrc",
+            "vars(receiver)['_handle_rtp_packet'] = spy",
+            "store._client",
+        ]
+    )
+    assert {line for line, _ in offences_in_tests(ast.parse(source))} == {2, 3, 4}

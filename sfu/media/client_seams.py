@@ -26,12 +26,15 @@ from sfu.media.tap_receiver import TapReceiver
 
 logger = logging.getLogger(__name__)
 
+# Instance attributes the hooks below add to aiortc objects (their own names, not aiortc's).
 _OBSERVED_RTP = "_sfu_observed_rtp"
 _OBSERVED_NACKS = "_sfu_observed_nacks"
 _ORIGINAL_SEND_RTP = "_sfu_original_send_rtp"
 _ORIGINAL_SEND_PLAIN = "_sfu_original_send_plain"
 _ORIGINAL_HANDLE_RTP_DATA = "_sfu_original_handle_rtp_data"
-"""Instance attributes the hooks below set on aiortc objects (their own, not aiortc's)."""
+
+
+# --- receivers --------------------------------------------------------------------------------
 
 
 def accept_renegotiated_codecs(pc: RTCPeerConnection) -> None:
@@ -57,9 +60,6 @@ def accept_renegotiated_codecs(pc: RTCPeerConnection) -> None:
         if added:
             router = internal(receiver.transport, "_rtp_router")
             router.register_receiver(receiver, ssrcs=[], payload_types=added)
-
-
-# --- receivers --------------------------------------------------------------------------------
 
 
 def observe_received_rtp(receiver: RTCRtpReceiver, observe: Callable[[RtpPacket], None]) -> bool:

@@ -42,6 +42,7 @@ from sfu.client.remote import RemoteTrackInfo
 from sfu.client.subscriber import SubscriberSide
 from sfu.core.vocabulary import SOURCES
 from sfu.ice.connection import IceConfig
+from sfu.media.client_seams import sender_ssrcs
 from sfu.media.seams import (
     ForwardingSender,
     PeerSetup,
@@ -399,10 +400,11 @@ class SfuClient:
         for transceiver in self.publisher.getTransceivers():
             if transceiver.kind == "video":
                 sender = transceiver.sender
-                self._dropper.video_ssrcs.add(sender._ssrc)
-                self._dropper.rtx_ssrcs.add(sender._rtx_ssrc)
+                ssrcs = sender_ssrcs(sender)
+                self._dropper.video_ssrcs.add(ssrcs.media)
+                self._dropper.rtx_ssrcs.add(ssrcs.rtx)
                 if isinstance(sender, ForwardingSender):
-                    self._dropper.install_on_sender(sender)  # it never calls _send_rtp
+                    self._dropper.install_on_sender(sender)  # not through the transport
                 else:
                     self._dropper.install(sender.transport)
 

@@ -23,6 +23,8 @@ from aiortc import MediaStreamTrack, RTCRtpCodecCapability, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError
 from av.stream import Stream
 
+from sfu.media.client_seams import on_keyframe_request, set_track_id
+
 logger = logging.getLogger(__name__)
 
 VIDEO_CLOCK_RATE = 90_000
@@ -388,7 +390,7 @@ class PacedPacketTrack(MediaStreamTrack):
         super().__init__()
         self.kind = clip.kind
         if track_id is not None:
-            self._id = track_id
+            set_track_id(self, track_id)
         self.clip = clip
         self.loop = loop
         self.packets_sent = 0
@@ -459,10 +461,10 @@ class PacedPacketTrack(MediaStreamTrack):
 def route_keyframe_requests(sender: RTCRtpSender, track: PacedPacketTrack) -> None:
     """Make PLI/FIR received by ``sender`` reach ``track.request_keyframe()``.
 
-    aiortc's sender only sets a flag for its encoder (``_send_keyframe``), which pre-encoded
-    packets never consult; an instance attribute shadows that method.
+    aiortc's sender only sets a flag for its encoder, which pre-encoded packets never consult
+    (``sfu.media.client_seams.on_keyframe_request``).
     """
-    vars(sender)["_send_keyframe"] = track.request_keyframe
+    on_keyframe_request(sender, track.request_keyframe)
 
 
 def codec_preferences(codec: Codec) -> list[RTCRtpCodecCapability]:

@@ -24,8 +24,8 @@ from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
+from sfu.media.client_seams import negotiated_srtp_profile, ssrc_routes
 from sfu.media.clock import arrival_ms
-from sfu.media.internals import internal
 from sfu.media.tap_receiver import TapReceiver
 
 SRTP_TAG_LENGTHS = {
@@ -39,12 +39,8 @@ SRTP_TAG_LENGTHS = {
 
 def negotiated_tag_length(dtls: RTCDtlsTransport) -> int | None:
     """The SRTP tag length of `dtls`'s negotiated profile; None before DTLS or if unknown."""
-    ssl = internal(dtls, "_ssl")
-    try:
-        profile = ssl.get_selected_srtp_profile() if ssl is not None else None
-    except (AttributeError, ValueError):
-        return None
-    return SRTP_TAG_LENGTHS.get(profile) if isinstance(profile, bytes) else None
+    profile = negotiated_srtp_profile(dtls)
+    return SRTP_TAG_LENGTHS.get(profile) if profile is not None else None
 
 
 class _NoExtensions:
@@ -102,7 +98,7 @@ def parse_header(data: bytes, tag_length: int) -> RtpHeader | None:
 class HeaderCountingPath:
     """An ICE connection's `rtp_handler` for a counting subscriber (see module doc)."""
 
-    __slots__ = ("_dtls", "_full", "_tag_length", "counted")
+    __slots__ = ("_dtls", "_full", "_routes", "_tag_length", "counted")
 
     def __init__(
         self,
@@ -114,6 +110,7 @@ class HeaderCountingPath:
         """`tag_length`: None to read it from the negotiated DTLS-SRTP profile."""
         self._dtls = dtls
         self._full = full
+        self._routes = ssrc_routes(dtls)
         self._tag_length = tag_length
         self.counted = 0
 
@@ -128,7 +125,7 @@ class HeaderCountingPath:
         header = parse_header(data, tag_length)
         if header is None:
             return self._full(data)
-        receiver = self._dtls._rtp_router.ssrc_table.get(header.ssrc)
+        receiver = self._routes.get(header.ssrc)
         if not isinstance(receiver, TapReceiver):
             return self._full(data)
         codec = receiver.codecs.get(header.payload_type)

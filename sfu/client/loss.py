@@ -1,11 +1,10 @@
 """Test hook: drop first transmissions of outgoing video RTP, to exercise upstream NACK.
 
-The hook replaces ``RTCDtlsTransport._send_rtp`` on one transport instance (stock senders), or
-``ForwardingSender._send_plain`` on one sender instance (the direct publisher, whose packets
-never pass through the transport's ``_send_rtp``): an instance attribute; the class is
-untouched. RTCP always passes, and so does every retransmission: RTX
-packets carry the RTX SSRC (not a media SSRC in the set), and a plain retransmission repeats a
-(SSRC, sequence number) already seen.
+The hook filters what one DTLS transport sends (stock senders), or what one ForwardingSender
+sends (the direct publisher, whose packets never pass through the transport's send path), with
+``sfu.media.client_seams.drop_outgoing_rtp`` / ``drop_forwarded_rtp``. RTCP always passes, and
+so does every retransmission: RTX packets carry the RTX SSRC (not a media SSRC in the set), and
+a plain retransmission repeats a (SSRC, sequence number) already seen.
 """
 
 from __future__ import annotations
@@ -13,11 +12,12 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket, is_rtcp
 
+from sfu.media.client_seams import drop_forwarded_rtp, drop_outgoing_rtp
 from sfu.media.forwarding_sender import ForwardingSender
 
 logger = logging.getLogger(__name__)
@@ -79,38 +79,12 @@ class OutgoingVideoDropper:
         return False
 
     def install(self, transport: RTCDtlsTransport) -> None:
-        """Wrap ``transport._send_rtp`` once; later calls on the same transport do nothing."""
-        if getattr(transport, "_sfu_client_dropper", None) is self:
-            return
-        original: Callable[[bytes], Awaitable[None]] = getattr(
-            transport, "_sfu_client_original_send_rtp", transport._send_rtp
-        )
-
-        async def send_rtp(data: bytes) -> None:
-            if self.should_drop(data):
-                return
-            await original(data)
-
-        attributes = vars(transport)  # instance attributes shadow the class's method
-        attributes["_sfu_client_original_send_rtp"] = original
-        attributes["_send_rtp"] = send_rtp
-        attributes["_sfu_client_dropper"] = self
+        """Filter what ``transport`` sends (client_seams.drop_outgoing_rtp); a later call on
+        the same transport replaces the filter, so installing again changes nothing."""
+        drop_outgoing_rtp(transport, self.should_drop)
 
     def install_on_sender(self, sender: ForwardingSender) -> None:
-        """Wrap ``sender._send_plain`` (plain RTP, before SRTP) once; later calls on the same
-        sender do nothing. Its retransmissions go the same way and always pass."""
-        if getattr(sender, "_sfu_client_dropper", None) is self:
-            return
-        original: Callable[[bytes], None] = getattr(
-            sender, "_sfu_client_original_send_plain", sender._send_plain
-        )
-
-        def send_plain(plain: bytes) -> None:
-            if self.should_drop(plain):
-                return
-            original(plain)
-
-        attributes = vars(sender)  # an instance attribute shadows the class's method
-        attributes["_sfu_client_original_send_plain"] = original
-        attributes["_send_plain"] = send_plain
-        attributes["_sfu_client_dropper"] = self
+        """Filter the plain RTP ``sender`` sends, before SRTP (client_seams.drop_forwarded_rtp);
+        installing again changes nothing. Its retransmissions go the same way and always
+        pass."""
+        drop_forwarded_rtp(sender, self.should_drop)

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCRtpReceiver
@@ -23,7 +22,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from sfu.media.tap_receiver import TapReceiver
+from sfu.media.client_seams import observe_received_rtp, observe_sent_nacks
 
 logger = logging.getLogger(__name__)
 
@@ -112,56 +111,29 @@ class RtpFrameCounter:
 
 
 def count_received_packets(receiver: RTCRtpReceiver, resolve: Resolver) -> None:
-    """Wrap the receiver's RTP entry point (instance attribute) to count packets and octets.
+    """Count each RTP packet (RTX included) and its payload octets reaching the receiver,
+    whichever way it comes (client_seams.observe_received_rtp). Once per receiver."""
 
-    A TapReceiver's entry point is its synchronous `handle_rtp`, which both aiortc's queued
-    path and the socket-callback fast path (RtpFastPath) call; a stock receiver's is
-    `_handle_rtp_packet`."""
-    if getattr(receiver, "_sfu_client_counting", False):
-        return
-    attributes = vars(receiver)  # an instance attribute shadows the class's method
-    if isinstance(receiver, TapReceiver):
-        handle: Callable[[RtpPacket, int], None] = receiver.handle_rtp
-
-        def counting_sync(packet: RtpPacket, arrival_time_ms: int) -> None:
-            info = resolve()
-            if info is not None:
-                info.packets += 1
-                info.octets += len(packet.payload)
-            handle(packet, arrival_time_ms)
-
-        attributes["handle_rtp"] = counting_sync
-        attributes["_sfu_client_counting"] = True
-        return
-    original: Callable[..., Awaitable[None]] = receiver._handle_rtp_packet
-
-    async def counting(packet: RtpPacket, *args: Any, **kwargs: Any) -> None:
+    def count(packet: RtpPacket) -> None:
         info = resolve()
         if info is not None:
             info.packets += 1
             info.octets += len(packet.payload)
-        await original(packet, *args, **kwargs)
 
-    attributes["_handle_rtp_packet"] = counting
-    attributes["_sfu_client_counting"] = True
+    observe_received_rtp(receiver, count)
 
 
 def count_sent_nacks(receiver: RTCRtpReceiver, resolve: Resolver) -> None:
-    """Wrap the receiver's NACK sender (instance attribute) to count the NACKs it sends."""
-    if getattr(receiver, "_sfu_client_counting_nacks", False):
-        return
-    original: Callable[[int, list[int]], Awaitable[None]] = receiver._send_rtcp_nack
+    """Count the NACKs the receiver sends and the sequence numbers they list (once per
+    receiver)."""
 
-    async def counting(media_ssrc: int, lost: list[int]) -> None:
+    def count(media_ssrc: int, lost: list[int]) -> None:
         info = resolve()
         if info is not None:
             info.nack_packets_sent += 1
             info.nacked_sequence_numbers += len(lost)
-        await original(media_ssrc, lost)
 
-    attributes = vars(receiver)  # an instance attribute shadows the class's method
-    attributes["_send_rtcp_nack"] = counting
-    attributes["_sfu_client_counting_nacks"] = True
+    observe_sent_nacks(receiver, count)
 
 
 def track_infos_from_offer(

@@ -22,13 +22,16 @@ from sfu.client.remote import (
     track_infos_from_offer,
 )
 from sfu.ice.connection import IceConfig
-from sfu.media.internals import internal
+from sfu.media.client_seams import (
+    accept_renegotiated_codecs,
+    set_socket_rtp_handler,
+    socket_rtp_handler,
+)
 from sfu.media.seams import (
     PeerSetup,
     SeamPeerConnection,
     TapReceiver,
     client_peer_connection,
-    transceiver_codecs,
 )
 
 logger = logging.getLogger(__name__)
@@ -110,7 +113,7 @@ class SubscriberSide:
         async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             await pc.setLocalDescription(await pc.createAnswer())
-        self._take_new_payload_types(pc)
+        accept_renegotiated_codecs(pc)
         if self.count_headers:
             self._count_from_headers(pc)
         for transceiver in pc.getTransceivers():
@@ -120,39 +123,13 @@ class SubscriberSide:
         await self._send({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
 
     @staticmethod
-    def _take_new_payload_types(pc: RTCPeerConnection) -> None:
-        """Make each started receiver accept the payload types its section now negotiates.
-
-        The SFU reuses an ended subscription's section for the next track of the same kind,
-        which may be in another codec (a VP8 screen share, then an H.264 one): the same SSRC,
-        a payload type the re-offer added. aiortc's RTCRtpReceiver.receive() applies its
-        parameters on its first call only (its codec table, and the payload types the
-        transport's RtpRouter accepts for it, an SSRC being routed only with one of those), so
-        every packet of the new codec would be dropped as unroutable and the track never play.
-        A browser updates both on renegotiation. Codecs no longer offered are kept (packets
-        still in flight)."""
-        for transceiver in pc.getTransceivers():
-            receiver = transceiver.receiver
-            if not internal(receiver, "_RTCRtpReceiver__started"):
-                continue  # its first receive() takes the negotiated codecs
-            codecs: dict[int, Any] = internal(receiver, "_RTCRtpReceiver__codecs")
-            listed = transceiver_codecs(transceiver)
-            negotiated = {c.payloadType: c for c in listed if c.payloadType is not None}
-            added = [pt for pt in negotiated if pt not in codecs]
-            codecs.update(negotiated)
-            if added:
-                router = internal(receiver.transport, "_rtp_router")
-                router.register_receiver(receiver, ssrcs=[], payload_types=added)
-
-    @staticmethod
     def _count_from_headers(pc: RTCPeerConnection) -> None:
         """Counting subscribers read SRTP headers instead of decrypting (header_count.py)."""
         for transceiver in pc.getTransceivers():
             dtls = transceiver.receiver.transport
-            connection = internal(dtls.transport, "_connection")
-            full = getattr(connection, "rtp_handler", None)
+            full = socket_rtp_handler(dtls)
             if full is not None and not isinstance(full, HeaderCountingPath):
-                connection.rtp_handler = HeaderCountingPath(dtls, full)
+                set_socket_rtp_handler(dtls, HeaderCountingPath(dtls, full))
 
     def _resolver(self, mid: str | None, fallback_id: str) -> Resolver:
         # An m-line can carry another track after a re-offer: resolve through the mid each time.
@@ -178,7 +155,7 @@ class SubscriberSide:
             receiver.sink = RtpFrameCounter(resolve)
             # No REMB from a counting subscriber: the SFU's senders ignore it, and the remote
             # bitrate estimator is a large share of the client's per-packet receive cost.
-            receiver._estimator = None
+            receiver.disable_remb()
         else:
             task = asyncio.create_task(consume_decoded(track, resolve))
             self._tasks.add(task)

@@ -16,7 +16,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver
 
 from sfu.client.remote import RemoteTrackInfo
 from sfu.loadtest.report import LossCounters, SubscriptionResult
-from sfu.media.internals import internal
+from sfu.media.client_seams import received_streams
 from sfu.media.tap_receiver import TapReceiver
 
 logger = logging.getLogger(__name__)
@@ -125,20 +125,19 @@ def receiver_of(pc: RTCPeerConnection | None, mid: str | None) -> RTCRtpReceiver
 
 
 def loss_counters(receiver: RTCRtpReceiver | None, info: RemoteTrackInfo) -> LossCounters:
-    """Loss of one subscription from its receiver's per-SSRC statistics (sfu.media.internals
-    lists the private names read here; tests/unit/test_seams.py checks they exist)."""
+    """Loss of one subscription from its receiver's per-SSRC statistics
+    (client_seams.received_streams)."""
     counters = LossCounters(
         nack_packets_sent=info.nack_packets_sent,
         nacked_sequence_numbers=info.nacked_sequence_numbers,
     )
     if receiver is None:
         return counters
-    streams = internal(receiver, "_RTCRtpReceiver__remote_streams")
-    rtx_ssrcs = internal(receiver, "_RTCRtpReceiver__rtx_ssrc")
-    for ssrc, stream in list(streams.items()):
+    for received in received_streams(receiver):
+        stream = received.statistics
         if stream.base_seq is None or stream.max_seq is None:
             continue
-        if ssrc in rtx_ssrcs:
+        if received.rtx:
             counters.retransmissions_received += int(stream.packets_received)
         else:
             counters.packets_expected += int(stream.packets_expected)

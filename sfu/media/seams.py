@@ -26,6 +26,7 @@ import aiortc.rtcpeerconnection as _rtcpeerconnection
 from aioice import Connection
 from aioice.ice import CandidatePair
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
 from aiortc.rtcicetransport import RTCIceTransport
 from aiortc.rtcrtpparameters import (
@@ -38,10 +39,13 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from sfu.ice.connection import IceConfig, SfuConnection, make_connection_factory
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.internals import (
+    CONNECTION_PRIVATE,
     DTLS_PRIVATE,
     ICE_PRIVATE,
     RECEIVER_PRIVATE,
+    ROUTER_ATTRIBUTES,
     SENDER_PRIVATE,
+    TRACK_PRIVATE,
     TRANSCEIVER_PRIVATE,
     internal,
     set_internal,
@@ -140,21 +144,28 @@ def check_seams() -> None:
             problems.append(f"RTCRtpSender no longer sets {attr}")
     for cls, method in (
         (RTCRtpReceiver, "_send_rtcp_pli"),
-        (RTCRtpReceiver, "_send_rtcp_nack"),
+        (RTCRtpReceiver, "_send_rtcp_nack"),  # and client_seams.observe_sent_nacks
         (RTCRtpReceiver, "_run_rtcp"),
         (RTCRtpReceiver, "_send_rtcp"),
+        (RTCRtpReceiver, "_handle_rtp_packet"),  # client_seams.observe_received_rtp
         (RTCRtpSender, "_send_rtcp"),
-        (RTCDtlsTransport, "_send_rtp"),
+        (RTCRtpSender, "_handle_rtcp_packet"),  # client_seams.observe_received_rtcp
+        (RTCRtpSender, "_send_keyframe"),  # client_seams.on_keyframe_request
+        (RTCDtlsTransport, "_send_rtp"),  # and client_seams.drop_outgoing_rtp
+        (RTCDtlsTransport, "_handle_rtp_data"),  # client_seams.drop_incoming_rtp
         (RTCDtlsTransport, "_register_rtp_sender"),
         (RTCDtlsTransport, "_register_rtp_receiver"),
-        (RtpRouter, "register_receiver"),  # the test client's codec switch (client/subscriber)
+        (RtpRouter, "register_receiver"),  # client_seams.accept_renegotiated_codecs
+        (ForwardingSender, "_send_plain"),  # client_seams.drop_forwarded_rtp
     ):
         if not hasattr(cls, method):
             problems.append(f"{cls.__name__}.{method} is gone")
     owners: tuple[tuple[type, tuple[str, ...]], ...] = (
         (RTCDtlsTransport, DTLS_PRIVATE),
         (RTCIceTransport, ICE_PRIVATE),
-        (Connection, ("_nominated",)),
+        (Connection, CONNECTION_PRIVATE),
+        (MediaStreamTrack, TRACK_PRIVATE),
+        (RtpRouter, ROUTER_ATTRIBUTES),
     )
     for owner, names in owners:
         code = vars(owner)["__init__"].__code__

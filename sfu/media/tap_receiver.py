@@ -154,6 +154,12 @@ class TapReceiver(RTCRtpReceiver):
         if self.sink is not None:
             self.sink.on_rtp(packet, codec)
 
+    def disable_remb(self) -> None:
+        """Send no REMB: the remote bitrate estimator is no longer fed (a counting client's
+        receivers, whose REMB the SFU ignores; the estimator is a large share of the
+        per-packet receive cost)."""
+        self._estimator = None
+
     async def send_pli(self) -> bool:
         """Ask the publisher for a keyframe. False if no media SSRC is known yet."""
         if self.media_ssrc is None:

@@ -10,7 +10,7 @@ import pytest
 from sfu.client.client import SfuClient
 from sfu.client.model import RemoteTrackStats, SfuErrorReply
 from sfu.client.remote import RemoteTrackInfo
-from sfu.media.internals import internal
+from sfu.media.client_seams import socket_rtp_handler
 from sfu.testing.process import SfuProcess
 from tests.support.rooms import (
     Join,
@@ -202,10 +202,9 @@ async def test_header_counting_subscriber_counts_what_a_decrypting_one_counts(
     # the first keyframe wait of each subscription.
     assert abs(a.frames - b.frames) <= 60
     assert abs(a.octets / a.packets - b.octets / b.packets) < 2  # bytes per packet agree
-    subscriber_pc = headers._subscriber.pc
-    assert subscriber_pc is not None
+    assert headers.subscriber is not None
     paths = {
-        type(internal(t.receiver.transport.transport, "_connection").rtp_handler).__name__
-        for t in subscriber_pc.getTransceivers()
+        type(socket_rtp_handler(t.receiver.transport)).__name__
+        for t in headers.subscriber.getTransceivers()
     }
     assert paths == {"HeaderCountingPath"}

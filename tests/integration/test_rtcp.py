@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpRrPacket, unpack_remb_fci
 
 from sfu.client.client import SfuClient
 from sfu.client.clips import PacedPacketTrack
+from sfu.media.client_seams import drop_incoming_rtp, observe_received_rtcp, sender_ssrcs
+from sfu.media.seams import transceiver_codecs
 from sfu.testing.process import SfuProcess
 from tests.support.rooms import Join, camera, create_room, metric, microphone
 
@@ -39,31 +40,22 @@ async def test_publisher_gets_receiver_reports_and_remb(sfu: SfuProcess, join: J
     assert mentor.publisher is not None
     sender = next(s for s in mentor.publisher.getSenders() if s.kind == "video")
     seen: list[Any] = []
-    original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
-
-    async def record(packet: Any) -> None:
-        seen.append(packet)
-        await original(packet)
-
-    sender._handle_rtcp_packet = record  # type: ignore[method-assign]
+    observe_received_rtcp(sender, seen.append)
+    ssrc = sender_ssrcs(sender).media
     deadline = time.monotonic() + 15
     remb: list[int] = []
     reports: list[Any] = []
     while time.monotonic() < deadline and not (remb and reports):
         await asyncio.sleep(0.2)
         reports = [
-            r
-            for p in seen
-            if isinstance(p, RtcpRrPacket)
-            for r in p.reports
-            if r.ssrc == sender._ssrc
+            r for p in seen if isinstance(p, RtcpRrPacket) for r in p.reports if r.ssrc == ssrc
         ]
         remb = [
             unpack_remb_fci(p.fci)[0]
             for p in seen
             if isinstance(p, RtcpPsfbPacket)
             and p.fmt == RTCP_PSFB_APP
-            and sender._ssrc in unpack_remb_fci(p.fci)[1]
+            and ssrc in unpack_remb_fci(p.fci)[1]
         ]
     assert reports, "no receiver report for the published stream"
     assert reports[-1].highest_sequence > 0
@@ -108,24 +100,22 @@ def _drop_first_arrivals(client: SfuClient, fraction: float) -> list[int]:
     pc = client.subscriber
     assert pc is not None
     video = next(t for t in pc.getTransceivers() if t.kind == "video")
-    video_pt = video._codecs[0].payloadType  # the primary codec, not its RTX
-    transport = video.receiver.transport
-    original = transport._handle_rtp_data
+    video_pt = transceiver_codecs(video)[0].payloadType  # the primary codec, not its RTX
     rng = random.Random(11)
     seen: set[tuple[int, int]] = set()
     dropped: list[int] = []
 
-    async def lossy(data: bytes, arrival_time_ms: int) -> None:
+    def lossy(data: bytes) -> bool:
         if len(data) > 12 and (data[1] & 0x7F) == video_pt:
             key = (int.from_bytes(data[8:12], "big"), int.from_bytes(data[2:4], "big"))
             if key not in seen:
                 seen.add(key)
                 if rng.random() < fraction:
                     dropped.append(key[1])
-                    return
-        await original(data, arrival_time_ms)
+                    return True
+        return False
 
-    transport._handle_rtp_data = lossy  # type: ignore[method-assign]
+    drop_incoming_rtp(video.receiver.transport, lossy)
     return dropped
 
 

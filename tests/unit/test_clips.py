@@ -39,6 +39,7 @@ from sfu.client.clips import (
 from sfu.client.direct_publish import DirectPacer, prepare_clip
 from sfu.client.loss import OutgoingVideoDropper
 from sfu.ice.connection import IceConfig
+from sfu.media.client_seams import deliver_rtcp, observe_received_rtp, sender_ssrcs
 from sfu.media.forwarding_sender import ForwardingSender
 from sfu.media.keyframes import h264_starts_keyframe, vp8_starts_keyframe
 from sfu.media.seams import PeerSetup, SeamPeerConnection
@@ -320,7 +321,7 @@ async def test_loopback_decodes_paced_vp8(
     assert steps == {3000}  # RTP timestamps advance one 30 fps frame at a time
     # A PLI from the receiver side reaches the track instead of aiortc's (unused) encoder flag.
     before = track.keyframe_requests
-    await sender._handle_rtcp_packet(_pli(sender._ssrc))
+    await deliver_rtcp(sender, _pli(sender_ssrcs(sender).media))
     assert track.keyframe_requests == before + 1
 
 
@@ -340,8 +341,9 @@ async def test_loopback_recovers_dropped_first_transmissions(
 ) -> None:
     _track, sender, remote = loopback
     dropper = OutgoingVideoDropper.fraction(0.05, seed=7)
-    dropper.video_ssrcs.add(sender._ssrc)
-    dropper.rtx_ssrcs.add(sender._rtx_ssrc)
+    media, rtx = sender_ssrcs(sender)
+    dropper.video_ssrcs.add(media)
+    dropper.rtx_ssrcs.add(rtx)
     dropper.install(sender.transport)
     frames = 0
     async with asyncio.timeout(20):
@@ -408,13 +410,7 @@ async def test_direct_pacer_loops_with_monotonic_seq_ts_and_picture_id(vp8_short
         receiver = next(
             t.receiver for t in receiver_pc.getTransceivers() if t.receiver.track is remote
         )
-        original = receiver._handle_rtp_packet
-
-        async def recording(packet: RtpPacket, arrival_time_ms: int) -> None:
-            received.packets.append(packet)
-            await original(packet, arrival_time_ms=arrival_time_ms)
-
-        vars(receiver)["_handle_rtp_packet"] = recording
+        observe_received_rtp(receiver, received.packets.append)
 
         async def consume() -> None:
             while True:

@@ -3,6 +3,7 @@ object and TapReceiver; the counts must equal what decrypting and parsing would 
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
@@ -19,7 +20,8 @@ from aiortc.rtp import HeaderExtensionsMap, RtpPacket
 from pylibsrtp import Policy, Session
 
 from sfu.client.header_count import HeaderCountingPath, negotiated_tag_length, parse_header
-from sfu.media.internals import set_internal
+from sfu.media.client_seams import observe_sent_nacks, received_streams
+from sfu.media.internals import internal, set_internal
 from sfu.media.rtp_fast_path import RtpFastPath
 from sfu.media.tap_receiver import TapReceiver
 
@@ -92,7 +94,7 @@ async def wired() -> tuple[RTCDtlsTransport, TapReceiver, Counter, Session]:
     receiver.sink = counter
     receiver.codecs[96] = VP8
     receiver.codecs[97] = RTX
-    dtls._register_rtp_receiver(
+    internal(dtls, "_register_rtp_receiver")(
         receiver,
         RTCRtpReceiveParameters(
             codecs=[VP8, RTX], encodings=[RTCRtpDecodingParameters(ssrc=SSRC, payloadType=96)]
@@ -108,6 +110,8 @@ async def test_counts_equal_what_decrypting_gives(
     wired: tuple[RTCDtlsTransport, TapReceiver, Counter, Session],
 ) -> None:
     dtls, receiver, counter, tx = wired
+    nacks: list[tuple[int, list[int]]] = []
+    observe_sent_nacks(receiver, lambda ssrc, lost: nacks.append((ssrc, lost)))
     assert negotiated_tag_length(dtls) is None  # no DTLS handshake here: decrypt until known
     assert HeaderCountingPath(dtls, lambda data: False)(tx.protect(_packet(1).serialize())) is False
     full = RtpFastPath(dtls)
@@ -120,10 +124,12 @@ async def test_counts_equal_what_decrypting_gives(
     assert counter.seen == expected
     assert full.handled == 0  # the SSRC was signalled: headers only
     assert path.counted == len(sent)
-    stream = receiver._streams[SSRC]
-    assert stream.packets_received == len(sent)
-    assert stream.packets_expected == len(sent) + 1
-    assert receiver._nack is not None and 1010 in receiver._nack.missing
+    (stream,) = received_streams(receiver)
+    assert (stream.ssrc, stream.rtx) == (SSRC, False)
+    assert stream.statistics.packets_received == len(sent)
+    assert stream.statistics.packets_expected == len(sent) + 1
+    await asyncio.sleep(0)  # the NACK is sent by a background task
+    assert receiver.nacks_sent == 1 and nacks == [(SSRC, [1010])]
 
 
 async def test_rtx_and_rtcp_take_the_full_path(

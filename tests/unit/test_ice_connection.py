@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 
 from sfu.ice.connection import IceConfig, SfuConnection, SfuStunProtocol, make_connection_factory
 from sfu.ice.ports import PortAllocator, PortsExhausted
+from sfu.media.internals import internal
 
 LOCALHOST = "127.0.0.1"
 WAIT = 10.0
@@ -34,7 +35,7 @@ def _config(low: int, high: int, public_ip: str | None = None) -> IceConfig:
 
 def _sockets(conn: aioice.Connection) -> list[tuple[str, int]]:
     """The local address of every socket the connection holds."""
-    return [p.transport.get_extra_info("sockname")[:2] for p in conn._protocols]
+    return [p.transport.get_extra_info("sockname")[:2] for p in internal(conn, "_protocols")]
 
 
 def _counter(name: str) -> float:
@@ -310,7 +311,7 @@ async def test_non_stun_first_byte_skips_the_stun_parser(
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
         sender.sendto(rtp, (LOCALHOST, target_port))
         assert await asyncio.wait_for(pair.controlled.recv(), WAIT) == rtp
-    assert all(isinstance(p, SfuStunProtocol) for p in pair.controlled._protocols)
+    assert all(isinstance(p, SfuStunProtocol) for p in internal(pair.controlled, "_protocols"))
 
 
 # --- through aiortc ---------------------------------------------------------------------------

@@ -10,7 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpDecodingParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpRtxParameters,
+)
 from aiortc.rtp import RtpPacket
 from PIL import Image
 
@@ -30,6 +36,7 @@ from sfu.loadtest.report import (
     text_table,
 )
 from sfu.loadtest.sampling import SETTLE_S, SubscriptionTracker, loss_counters
+from sfu.media.tap_receiver import TapReceiver
 
 # --- percentiles -----------------------------------------------------------------------------
 
@@ -226,41 +233,52 @@ def test_cpu_rate_and_counter_changes() -> None:
 # --- loss and rates from a receiver ------------------------------------------------------------
 
 
-class FakeReceiver(RTCRtpReceiver):
-    """What loss_counters reads of an aiortc receiver, holding aiortc's own StreamStatistics
-    (only that: RTCRtpReceiver.__init__, which needs a DTLS transport, is not run)."""
-
-    def __init__(self) -> None:
-        self._RTCRtpReceiver__remote_streams: dict[int, StreamStatistics] = {}
-        self._RTCRtpReceiver__rtx_ssrc: dict[int, int] = {1002: 1001}
-
-    def feed(self, ssrc: int, sequence_number: int) -> None:
-        streams = self._RTCRtpReceiver__remote_streams
-        stream = streams.setdefault(ssrc, StreamStatistics(90000))
-        stream.add(RtpPacket(payload_type=96, sequence_number=sequence_number, ssrc=ssrc))
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+RTX = RTCRtpCodecParameters(
+    mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
+)
 
 
-def test_loss_counters_from_sequence_gaps_across_wraparound() -> None:
-    receiver = FakeReceiver()
-    sent = [(65530 + i) % 65536 for i in range(20)]  # crosses the 16-bit wrap
-    lost = {sent[4], sent[11], sent[12]}
-    for seq in sent:
-        if seq not in lost:
-            receiver.feed(1001, seq)
-    for seq in sorted(lost):
-        receiver.feed(1002, seq)  # repaired over RTX (its own sequence space in reality)
-    info = RemoteTrackInfo("t", "p", "camera", "video", nack_packets_sent=2)
-    info.nacked_sequence_numbers = 3
-    counters = loss_counters(receiver, info)
-    assert counters == LossCounters(
-        packets_expected=20,
-        packets_received=17,
-        lost_before_retransmission=3,
-        retransmissions_received=3,
-        nack_packets_sent=2,
-        nacked_sequence_numbers=3,
+async def test_loss_counters_from_sequence_gaps_across_wraparound() -> None:
+    """A real receiver's statistics: media on 1001 with three gaps, repaired over RTX (1002)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = TapReceiver("video", pc.addTransceiver("video", "recvonly").receiver.transport)
+    await receiver.receive(
+        RTCRtpReceiveParameters(
+            codecs=[VP8, RTX],
+            encodings=[
+                RTCRtpDecodingParameters(
+                    ssrc=1001, payloadType=96, rtx=RTCRtpRtxParameters(ssrc=1002)
+                )
+            ],
+        )
     )
-    assert loss_counters(None, info).packets_expected == 0
+    try:
+        sent = [(65530 + i) % 65536 for i in range(20)]  # crosses the 16-bit wrap
+        lost = {sent[4], sent[11], sent[12]}
+        for seq in sent:
+            if seq not in lost:
+                receiver.handle_rtp(RtpPacket(96, sequence_number=seq, ssrc=1001, payload=b"x"), 0)
+        for rtx_seq, seq in enumerate(sorted(lost)):
+            original = seq.to_bytes(2, "big") + b"x"
+            receiver.handle_rtp(
+                RtpPacket(97, sequence_number=rtx_seq, ssrc=1002, payload=original), 0
+            )
+        info = RemoteTrackInfo("t", "p", "camera", "video", nack_packets_sent=2)
+        info.nacked_sequence_numbers = 3
+        counters = loss_counters(receiver, info)
+        assert counters == LossCounters(
+            packets_expected=20,
+            packets_received=17,
+            lost_before_retransmission=3,
+            retransmissions_received=3,
+            nack_packets_sent=2,
+            nacked_sequence_numbers=3,
+        )
+        assert loss_counters(None, info).packets_expected == 0
+    finally:
+        await receiver.stop()
+        await pc.close()
 
 
 def test_tracker_measures_from_the_settle_point() -> None:

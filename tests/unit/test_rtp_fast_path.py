@@ -59,7 +59,7 @@ async def wired() -> tuple[RTCDtlsTransport, TapReceiver, Sink, Session]:
     sink = Sink()
     receiver.sink = sink
     receiver.codecs[96] = VP8
-    dtls._register_rtp_receiver(
+    internal(dtls, "_register_rtp_receiver")(
         receiver,
         RTCRtpReceiveParameters(
             codecs=[VP8], encodings=[RTCRtpDecodingParameters(ssrc=SSRC, payloadType=96)]

@@ -18,22 +18,31 @@ import pytest
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpCodecCapability,
     RTCRtpReceiver,
     RTCRtpSender,
     RTCSessionDescription,
     VideoStreamTrack,
 )
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_PLI,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtpPacket,
+    is_rtcp,
+)
 
+from sfu.client.header_count import SRTP_TAG_LENGTHS
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
-from sfu.media import seams
+from sfu.media import client_seams, seams
 from sfu.media.fanout import TrackFanout
 from sfu.media.internals import internal
 from sfu.media.rtp_fast_path import RtpFastPath
 from sfu.media.seams import (
     ForwardingSender,
+    PeerSetup,
     SeamPeerConnection,
     TapReceiver,
     check_seams,
@@ -325,3 +334,279 @@ async def test_end_to_end_forwarding_without_decoding() -> None:
         source.stop()
         for pc in (subscriber, sfu_out, sfu_in, publisher):
             await asyncio.wait_for(pc.close(), WAIT)
+
+
+# --- the test client's and the load tester's hooks (sfu/media/client_seams.py) ----------------
+
+
+def _video_codecs(mime: str) -> list[RTCRtpCodecCapability]:
+    return [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == mime]
+
+
+async def _until_started(receiver: RTCRtpReceiver) -> None:
+    await _until(lambda: internal(receiver, "_RTCRtpReceiver__started"), "receiver started")
+
+
+def test_set_track_id_names_the_msid_track() -> None:
+    track = VideoStreamTrack()
+    client_seams.set_track_id(track, "seam-cam")
+    assert track.id == "seam-cam"
+    track.stop()
+
+
+async def test_stock_connection_hooks_drop_observe_and_count() -> None:
+    """Outgoing loss on the publisher's transport, the NACKs and packets seen at the
+    subscriber's stock receiver, its per-SSRC statistics, the sender's SSRCs and its
+    keyframe requests."""
+    publisher = client_peer_connection(_client_ice())
+    subscriber = client_peer_connection(_client_ice())
+    source = VideoStreamTrack()
+    try:
+        sender = publisher.addTransceiver(source, "sendonly").sender
+        media, rtx = client_seams.sender_ssrcs(sender)
+        assert (media, rtx) == (sender._ssrc, sender._rtx_ssrc)
+        replaced: list[bytes] = []
+
+        def keep(data: bytes) -> bool:
+            replaced.append(data)
+            return False
+
+        client_seams.drop_outgoing_rtp(sender.transport, keep)
+        dropped: set[int] = set()
+
+        def drop(data: bytes) -> bool:
+            seq = int.from_bytes(data[2:4], "big")
+            if is_rtcp(data) or int.from_bytes(data[8:12], "big") != media or seq % 10 != 3:
+                return False
+            dropped.add(seq)
+            return True
+
+        client_seams.drop_outgoing_rtp(sender.transport, drop)  # replaces the first filter
+        keyframe_requests: list[float] = []
+        client_seams.on_keyframe_request(sender, lambda: keyframe_requests.append(time.time()))
+        rtcp: list[object] = []
+        client_seams.observe_received_rtcp(sender, rtcp.append)
+
+        await publisher.setLocalDescription(await publisher.createOffer())
+        offer = publisher.localDescription.sdp
+        assert f"a=ssrc-group:FID {media} {rtx}" in offer
+        await subscriber.setRemoteDescription(publisher.localDescription)
+        receiver = subscriber.getTransceivers()[0].receiver
+        arrived: list[tuple[int, int]] = []
+        nacked: list[tuple[int, int]] = []
+        assert client_seams.observe_received_rtp(
+            receiver, lambda p: arrived.append((p.ssrc, p.sequence_number))
+        )
+        assert not client_seams.observe_received_rtp(receiver, lambda p: None)  # once only
+        assert client_seams.observe_sent_nacks(
+            receiver, lambda ssrc, lost: nacked.extend((ssrc, seq) for seq in lost)
+        )
+        assert not client_seams.observe_sent_nacks(receiver, lambda ssrc, lost: None)
+        await subscriber.setLocalDescription(await subscriber.createAnswer())
+        await publisher.setRemoteDescription(subscriber.localDescription)
+
+        def repaired() -> bool:
+            asked = {seq for ssrc, seq in nacked if ssrc == media}
+            return len(dropped & asked) >= 3 and any(ssrc == rtx for ssrc, _ in arrived)
+
+        await _until(repaired, "dropped packets NACKed and retransmitted over RTX")
+        assert replaced == []
+        first_arrivals = {seq for ssrc, seq in arrived if ssrc == media}
+        assert first_arrivals and first_arrivals.isdisjoint(dropped)
+        streams = {s.ssrc: s for s in client_seams.received_streams(receiver)}
+        assert set(streams) == {media, rtx}
+        assert not streams[media].rtx and streams[rtx].rtx
+        assert streams[rtx].statistics.packets_received >= 1
+        media_stats = streams[media].statistics
+        assert media_stats.packets_expected > media_stats.packets_received
+
+        await receiver._send_rtcp_pli(media)
+        await _until(lambda: bool(keyframe_requests), "the PLI at the callback")
+        await _until(
+            lambda: any(
+                isinstance(p, RtcpRrPacket) and any(r.ssrc == media for r in p.reports)
+                for p in rtcp
+            ),
+            "a receiver report at the sender",
+        )
+        assert any(isinstance(p, RtcpPsfbPacket) and p.fmt == RTCP_PSFB_PLI for p in rtcp)
+        requests = len(keyframe_requests)
+        await client_seams.deliver_rtcp(sender, RtcpPsfbPacket(RTCP_PSFB_PLI, 1, media))
+        assert len(keyframe_requests) == requests + 1
+    finally:
+        source.stop()
+        for pc in (subscriber, publisher):
+            await asyncio.wait_for(pc.close(), WAIT)
+
+
+async def test_drop_incoming_rtp_loses_packets_before_the_receiver() -> None:
+    publisher = client_peer_connection(_client_ice())
+    subscriber = client_peer_connection(_client_ice())
+    source = VideoStreamTrack()
+    try:
+        sender = publisher.addTransceiver(source, "sendonly").sender
+        media, _ = client_seams.sender_ssrcs(sender)
+        await publisher.setLocalDescription(await publisher.createOffer())
+        await subscriber.setRemoteDescription(publisher.localDescription)
+        receiver = subscriber.getTransceivers()[0].receiver
+        dropped: set[int] = set()
+
+        def drop(data: bytes) -> bool:
+            seq = int.from_bytes(data[2:4], "big")
+            if int.from_bytes(data[8:12], "big") != media or seq % 7 != 5 or seq in dropped:
+                return False
+            dropped.add(seq)  # first arrivals only
+            return True
+
+        client_seams.drop_incoming_rtp(receiver.transport, lambda data: True)
+        client_seams.drop_incoming_rtp(receiver.transport, drop)  # replaces the first filter
+        arrived: list[int] = []
+        client_seams.observe_received_rtp(
+            receiver, lambda p: arrived.append(p.sequence_number) if p.ssrc == media else None
+        )
+        await subscriber.setLocalDescription(await subscriber.createAnswer())
+        await publisher.setRemoteDescription(subscriber.localDescription)
+        await _until(lambda: len(arrived) >= 50 and len(dropped) >= 3, "media with losses")
+        assert dropped.isdisjoint(arrived)
+    finally:
+        source.stop()
+        for pc in (subscriber, publisher):
+            await asyncio.wait_for(pc.close(), WAIT)
+
+
+async def test_forwarding_connection_hooks_transports_and_forwarded_loss() -> None:
+    """A ForwardingSender to a TapReceiver (RtpFastPath in the socket callback): the SRTP
+    profile, the SSRC routes, the socket RTP handler, and loss on the forwarded path."""
+    sending = SeamPeerConnection(PeerSetup(ice=_client_ice(), forwarding=True))
+    receiving = SeamPeerConnection(PeerSetup(ice=_client_ice(), forwarding=True))
+    stock = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        transceiver = sending.addTransceiver("video", "sendonly")
+        forwarder = transceiver.sender
+        assert isinstance(forwarder, ForwardingSender)
+        client_seams.drop_forwarded_rtp(
+            forwarder, lambda plain: int.from_bytes(plain[2:4], "big") % 2 == 1
+        )
+        await sending.setLocalDescription(await sending.createOffer())
+        await receiving.setRemoteDescription(sending.localDescription)
+        tap = receiving.getTransceivers()[0].receiver
+        assert isinstance(tap, TapReceiver)
+        seen: list[tuple[int, int]] = []
+        client_seams.observe_received_rtp(tap, lambda p: seen.append((p.ssrc, p.sequence_number)))
+        await receiving.setLocalDescription(await receiving.createAnswer())
+        await sending.setRemoteDescription(receiving.localDescription)
+        dtls = tap.transport
+        await _until_started(tap)
+        await _until(lambda: forwarder.started, "forwarding sender started")
+
+        profile = client_seams.negotiated_srtp_profile(dtls)
+        assert profile in SRTP_TAG_LENGTHS
+        assert client_seams.negotiated_srtp_profile(forwarder.transport) == profile
+        unconnected = stock.addTransceiver("video", "recvonly").receiver.transport
+        assert client_seams.negotiated_srtp_profile(unconnected) is None
+        routes = client_seams.ssrc_routes(dtls)
+        assert routes is internal(dtls, "_rtp_router").ssrc_table  # live, not a copy
+        assert routes[client_seams.sender_ssrcs(forwarder).media] is tap
+
+        full = client_seams.socket_rtp_handler(dtls)
+        assert isinstance(full, RtpFastPath)
+        datagrams: list[int] = []
+
+        def counting(data: bytes) -> bool:
+            datagrams.append(len(data))
+            return full(data)
+
+        client_seams.set_socket_rtp_handler(dtls, counting)
+        assert client_seams.socket_rtp_handler(dtls) is counting
+        assert client_seams.socket_rtp_handler(unconnected) is None  # stock aioice
+        with pytest.raises(TypeError):
+            client_seams.set_socket_rtp_handler(unconnected, counting)
+
+        vp8 = next(
+            c.payloadType for c in transceiver_codecs(transceiver) if c.mimeType == "video/VP8"
+        )
+        assert vp8 is not None
+        for i in range(20):
+            packet = RtpPacket(
+                payload_type=vp8, sequence_number=500 + i, timestamp=3000 * i, marker=1
+            )
+            packet.payload = b"\x10\x00" + bytes(100)
+            forwarder.forward(packet, vp8, 0)
+        media, rtx = client_seams.sender_ssrcs(forwarder)
+
+        def first_transmissions() -> list[int]:
+            return [seq for ssrc, seq in seen if ssrc == media]
+
+        await _until(lambda: len(first_transmissions()) >= 10, "the packets that were not dropped")
+        await asyncio.sleep(0.2)  # nothing more comes
+        # The gaps were NACKed; RTX (its own sequence numbers) goes the same filtered way.
+        assert {ssrc for ssrc, _ in seen} <= {media, rtx}
+        assert all(seq % 2 == 0 for _, seq in seen)
+        assert len(first_transmissions()) == 10 and forwarder.packets == 20
+        assert len(datagrams) >= 10
+        assert full.handled >= 10
+    finally:
+        for pc in (receiving, sending, stock):
+            await asyncio.wait_for(pc.close(), WAIT)
+
+
+async def test_accept_renegotiated_codecs_routes_a_codec_a_re_offer_adds() -> None:
+    publisher = client_peer_connection(_client_ice())
+    subscriber = client_peer_connection(_client_ice())
+    source = VideoStreamTrack()
+    try:
+        transceiver = publisher.addTransceiver(source, "sendonly")
+        transceiver.setCodecPreferences(_video_codecs("video/VP8"))
+        await _negotiate(publisher, subscriber)
+        (sub_transceiver,) = subscriber.getTransceivers()
+        receiver = sub_transceiver.receiver
+        await _until_started(receiver)
+        client_seams.accept_renegotiated_codecs(subscriber)  # nothing new: no change
+        codecs: dict[int, object] = internal(receiver, "_RTCRtpReceiver__codecs")
+        before = dict(codecs)
+
+        transceiver.setCodecPreferences(_video_codecs("video/VP8") + _video_codecs("video/H264"))
+        await _negotiate(publisher, subscriber)
+        added = [
+            c.payloadType
+            for c in transceiver_codecs(sub_transceiver)
+            if c.mimeType == "video/H264" and c.payloadType is not None
+        ]
+        assert added and not set(added) & set(codecs)
+        router = internal(receiver.transport, "_rtp_router")
+        probe = RtpPacket(
+            payload_type=added[0], ssrc=client_seams.sender_ssrcs(transceiver.sender).media
+        )
+        assert router.route_rtp(probe) is None  # aiortc alone drops the new codec's packets
+        client_seams.accept_renegotiated_codecs(subscriber)
+        assert router.route_rtp(probe) is receiver
+        assert set(added) <= set(codecs) and before.items() <= codecs.items()
+    finally:
+        source.stop()
+        for pc in (subscriber, publisher):
+            await asyncio.wait_for(pc.close(), WAIT)
+
+
+async def test_accept_renegotiated_codecs_leaves_unstarted_receivers_alone() -> None:
+    offerer = client_peer_connection(_client_ice())
+    answerer = client_peer_connection(_client_ice())
+    try:
+        offerer.addTransceiver("video", "sendonly")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        (transceiver,) = answerer.getTransceivers()
+        client_seams.accept_renegotiated_codecs(answerer)
+        assert internal(transceiver.receiver, "_RTCRtpReceiver__codecs") == {}
+    finally:
+        for pc in (answerer, offerer):
+            await pc.close()
+
+
+async def test_tap_receiver_disable_remb_drops_the_estimator() -> None:
+    stock = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    dtls = stock.addTransceiver("video", "recvonly").receiver.transport
+    tap = TapReceiver("video", dtls)
+    assert tap._estimator is internal(tap, "_RTCRtpReceiver__remote_bitrate_estimator")
+    tap.disable_remb()
+    assert tap._estimator is None
+    await stock.close()

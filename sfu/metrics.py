@@ -10,6 +10,14 @@ from prometheus_client import Counter, Gauge, Histogram
 
 ROOMS = Gauge("sfu_rooms", "Rooms open on this node")
 PARTICIPANTS = Gauge("sfu_participants", "Participants connected, by role", ["role"])
+RELAYED_SOCKETS = Gauge(
+    "sfu_relayed_sockets", "Participants' WebSockets this node relays to the node of their room"
+)
+FORWARDED_REQUESTS = Counter(
+    "sfu_forwarded_requests_total",
+    "REST calls this node forwarded to the node that holds the room, by outcome",
+    ["outcome"],
+)
 PUBLICATIONS = Gauge("sfu_publications", "Tracks published, by kind", ["kind"])
 SUBSCRIPTIONS = Gauge("sfu_subscriptions", "Tracks forwarded to a subscriber, by kind", ["kind"])
 

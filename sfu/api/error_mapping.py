@@ -17,6 +17,8 @@ HTTP_STATUS: dict[str, int] = {
     "rate_limited": 429,
     "no_capacity": 503,
     "draining": 503,
+    "directory_unavailable": 503,
+    "node_unavailable": 503,
 }
 
 WS_CLOSE: dict[str, int] = {
@@ -29,6 +31,8 @@ WS_CLOSE: dict[str, int] = {
     "no_capacity": 4503,
     "draining": 4503,
     "room_full": 4503,
+    "directory_unavailable": 4503,
+    "node_unavailable": 4503,
     "ice_failed": int(WSCloseCode.INTERNAL_ERROR),
     "removed": int(WSCloseCode.OK),
 }

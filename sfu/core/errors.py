@@ -124,3 +124,16 @@ class DependencyUnavailable(NoCapacity):
     """A configured dependency (Redis) does not answer: `/ready` is 503 with `no_capacity`."""
 
     code = "no_capacity"
+
+
+class DirectoryUnavailable(SfuError):
+    """With several nodes, the room directory (Redis) does not answer: no room can be created,
+    and a room on another node cannot be found."""
+
+    code = "directory_unavailable"
+
+
+class NodeUnavailable(SfuError):
+    """The node that holds the room does not answer (it stopped, or is unreachable)."""
+
+    code = "node_unavailable"

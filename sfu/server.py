@@ -1,14 +1,17 @@
 """Runs the app: a first SIGTERM (or SIGINT) drains, a second forces.
 
-Draining: /ready answers 503 and new rooms and joins are refused (4503), rooms in progress go
-on until their participants have left or `drain_timeout_s` passes; then every room is closed
-with `node_shutdown` and the process exits. A second signal skips the wait.
+Draining: /ready answers 503, the node's registry entry says so at once (placement skips it),
+new rooms and joins here are refused (4503), rooms in progress go on until their participants
+have left and the sockets this node relays to other nodes have closed, or `drain_timeout_s`
+passes; then every room is closed with `node_shutdown` and the process exits. A second signal
+skips the wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import signal
 
@@ -48,6 +51,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
         logger.info("listening on %s:%d", self.settings.http.host, self.settings.http.port)
         try:
             await self._stop.wait()
@@ -55,15 +59,20 @@ class Server:
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
-            await runner.cleanup()
+            try:
+                await runner.cleanup()
+            finally:
+                loop.remove_signal_handler(signal.SIGUSR1)
         logger.info("stopped")
 
     async def drain(self) -> None:
-        manager = self.app[EDGE].manager
+        edge = self.app[EDGE]
+        manager = edge.manager
         manager.draining = True
+        await edge.directory.heartbeat_now()  # placement skips this node from now on
         deadline = loop_time() + self.settings.ops.drain_timeout_s
         while (
-            any(room.participants for room in manager.rooms.values())
+            (any(room.participants for room in manager.rooms.values()) or edge.relays)
             and not self._force.is_set()
             and loop_time() < deadline
         ):
@@ -72,6 +81,17 @@ class Server:
         if manager.rooms:
             logger.info("closing %d rooms (node_shutdown)", len(manager.rooms))
         await manager.close_all("node_shutdown")
+
+
+def log_tasks() -> None:
+    """SIGUSR1: log every asyncio task and where it waits (for an operator whose node does
+    not stop, or does not answer)."""
+    tasks = asyncio.all_tasks()
+    for task in tasks:
+        stack = io.StringIO()
+        task.print_stack(limit=8, file=stack)
+        logger.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+    logger.warning("%d tasks", len(tasks))
 
 
 def loop_time() -> float:

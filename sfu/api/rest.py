@@ -1,4 +1,5 @@
-"""REST API and the probes: docs/api.md §2, docs/openapi.yaml."""
+"""REST: request bodies and their limits, the probes, /metrics, and the routes (docs/api.md §2,
+docs/openapi.yaml). The room handlers are sfu/api/rooms_api.py."""
 
 from __future__ import annotations
 
@@ -13,25 +14,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu import metrics
 from sfu.api.edge_state import EdgeState
-from sfu.api.middleware import ACTOR, error_response
-from sfu.api.tokens import verify_service_token
-from sfu.core.errors import DependencyUnavailable, Draining, InvalidRequest, Unauthorized
-from sfu.core.vocabulary import ROOM_ID_RE
+from sfu.api.middleware import error_response
+from sfu.core.errors import DependencyUnavailable, Draining, InvalidRequest
 from sfu.rooms.models import RoomOptions
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_METADATA_BYTES = 4 * 1024
-
-
-def _service(request: web.Request, secret: str) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("a service token is required (Authorization: Bearer ...)")
-    verify_service_token(secret, token.strip())
-    request[ACTOR] = "service"
 
 
 def ws_url(request: web.Request, public: str | None) -> str:
@@ -47,7 +37,8 @@ def ws_url(request: web.Request, public: str | None) -> str:
     return f"{scheme}://{request.host}/ws"
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """The JSON object a request carries (at most MAX_BODY_BYTES), or InvalidRequest."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise InvalidRequest(f"body larger than {MAX_BODY_BYTES} bytes")
     # read(n) returns what has arrived so far, not n bytes: a body in several TCP segments
@@ -124,46 +115,11 @@ def parse_room_options(body: dict[str, Any], room_id: str, default_timeout: int)
     )
 
 
-class RestApi:
-    """The REST handlers, bound to the edge state they serve."""
+class Probes:
+    """`/health` and `/ready`, bound to the edge state they report on."""
 
     def __init__(self, edge: EdgeState) -> None:
         self.edge = edge
-
-    async def create_room(self, request: web.Request) -> web.Response:
-        _service(request, self.edge.settings.jwt_secret)
-        body = await _body(request)
-        manager = self.edge.manager
-        room_id = body.get("room_id", manager.new_room_id())
-        if not isinstance(room_id, str) or not ROOM_ID_RE.fullmatch(room_id):
-            raise InvalidRequest("'room_id' must match [A-Za-z0-9_-]{1,64}")
-        options = parse_room_options(
-            body, room_id, self.edge.settings.rooms.default_empty_timeout_s
-        )
-        room = manager.create(options, ws_url(request, self.edge.settings.http.public_url))
-        return web.json_response(room.to_json(), status=201)
-
-    async def list_rooms(self, request: web.Request) -> web.Response:
-        _service(request, self.edge.settings.jwt_secret)
-        rooms = [r.to_json() for r in self.edge.manager.rooms.values() if not r.closed]
-        return web.json_response({"rooms": rooms})
-
-    async def get_room(self, request: web.Request) -> web.Response:
-        _service(request, self.edge.settings.jwt_secret)
-        return web.json_response(self.edge.manager.get(request.match_info["room_id"]).to_json())
-
-    async def delete_room(self, request: web.Request) -> web.Response:
-        _service(request, self.edge.settings.jwt_secret)
-        room_id = request.match_info["room_id"]
-        room = await self.edge.manager.delete(room_id, "deleted")
-        recording = room.recording.to_json() if room.recording else None
-        return web.json_response({"room_id": room_id, "recording": recording})
-
-    async def kick(self, request: web.Request) -> web.Response:
-        _service(request, self.edge.settings.jwt_secret)
-        room_id, pid = request.match_info["room_id"], request.match_info["participant_id"]
-        await self.edge.manager.kick(room_id, pid)
-        return web.Response(status=204)
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -184,15 +140,3 @@ async def metrics_handler(request: web.Request) -> web.Response:
     response.content_type = CONTENT_TYPE_LATEST.split(";")[0]
     response.charset = "utf-8"
     return response
-
-
-def add_routes(app: web.Application, edge: EdgeState) -> None:
-    api = RestApi(edge)
-    app.router.add_get("/health", api.health)
-    app.router.add_get("/ready", api.ready)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_post("/rooms", api.create_room)
-    app.router.add_get("/rooms", api.list_rooms)
-    app.router.add_get("/rooms/{room_id}", api.get_room)
-    app.router.add_delete("/rooms/{room_id}", api.delete_room)
-    app.router.add_delete("/rooms/{room_id}/participants/{participant_id}", api.kick)

@@ -26,8 +26,17 @@ from sfu.api.messages import (
     parse_message,
 )
 from sfu.api.middleware import audit_line, request_ip
+from sfu.api.relay import relay
 from sfu.api.tokens import verify_participant_token
-from sfu.core.errors import Draining, InvalidMessage, MessageTooLarge, RateLimited, SfuError
+from sfu.cluster.node_token import CLIENT_IP_HEADER
+from sfu.core.errors import (
+    Draining,
+    InvalidMessage,
+    MessageTooLarge,
+    RateLimited,
+    RoomNotFound,
+    SfuError,
+)
 from sfu.core.token_bucket import TokenBucket
 from sfu.rooms.participant import Participant
 from sfu.rooms.room import Room
@@ -94,9 +103,14 @@ def make_ws_handler(edge: EdgeState) -> Callable[[web.Request], Awaitable[web.St
 
 async def _ws(edge: EdgeState, request: web.Request) -> web.StreamResponse:
     settings = edge.settings
-    ip = request_ip(request)
     ws = SignallingSocket(max_msg_size=READ_LIMIT, heartbeat=20.0, compress=False)
     await ws.prepare(request)
+    relayed_by = edge.internal_node(request)
+    if relayed_by is not None:
+        # The edge node that relays this socket checked the client's address limits.
+        ip = request.headers.get(CLIENT_IP_HEADER, "unknown")[:64]
+        return await _join_here(edge, request, ws, ip, relayed_by)
+    ip = request_ip(request)
     if not edge.limiter.take(ip, edge.clock()):
         metrics.LIMIT_HITS.labels("ws_connect").inc()
         audit_line("GET /ws", ip, "rate_limited")
@@ -107,11 +121,42 @@ async def _ws(edge: EdgeState, request: web.Request) -> web.StreamResponse:
         return await _refuse(
             ws, RateLimited(f"more than {settings.limits.ws_per_ip} connections from one address")
         )
+    try:
+        return await _join_here(edge, request, ws, ip, None)
+    finally:
+        edge.ws_per_ip.release(ip)
+
+
+async def _join_here(
+    edge: EdgeState,
+    request: web.Request,
+    ws: web.WebSocketResponse,
+    ip: str,
+    relayed_by: str | None,
+) -> web.StreamResponse:
+    """Join the token's room if this node holds it, else relay to the node that does (only a
+    client's own socket is relayed: a relayed one never hops again)."""
+    settings = edge.settings
     edge.sockets.add(ws)
     try:
         try:
             grant = verify_participant_token(settings.jwt_secret, request.query.get("token", ""))
-            room = edge.manager.get(grant.room_id)
+            room = edge.manager.rooms.get(grant.room_id)
+            if room is None or room.closed:
+                owner = None if relayed_by else await edge.directory.owner_of(grant.room_id)
+                if owner is None or owner.node_id == edge.directory.identity.node_id:
+                    edge.manager.get(grant.room_id)  # raises room_not_found
+                    raise RoomNotFound(f"room {grant.room_id} not found")
+                upstream = await edge.node_client.websocket(owner, request.path_qs, client_ip=ip)
+                audit_line(
+                    "GET /ws", ip, "relayed", actor=f"user:{grant.user_id}", node=owner.node_id
+                )
+                edge.relays += 1
+                try:
+                    await relay(ws, upstream)
+                finally:
+                    edge.relays -= 1
+                return ws
             if edge.manager.draining:
                 raise Draining("node is draining")
             participant = await room.join(grant, WsSignal(ws))
@@ -125,6 +170,7 @@ async def _ws(edge: EdgeState, request: web.Request) -> web.StreamResponse:
             actor=f"user:{participant.user_id}",
             room_id=room.room_id,
             participant_id=participant.participant_id,
+            **({"relayed_by": relayed_by} if relayed_by else {}),
         )
         bucket = TokenBucket(
             settings.limits.ws_messages_per_s, settings.limits.ws_message_burst, edge.clock()
@@ -133,7 +179,6 @@ async def _ws(edge: EdgeState, request: web.Request) -> web.StreamResponse:
         return ws
     finally:
         edge.sockets.discard(ws)
-        edge.ws_per_ip.release(ip)
 
 
 def _actor_of(request: web.Request) -> str:

@@ -4,14 +4,23 @@ clean-up runs in reverse."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import WSCloseCode, web
 
 from sfu.app.keys import ALLOCATOR, EDGE, ROOM_EVENTS, SETTINGS, VOD_HAND_OFF, VOD_QUEUE, WEBHOOKS
-from sfu.config.settings import DEV_JWT_SECRET
+from sfu.background import spawn
+from sfu.cluster.directory import LocalDirectory, NodeIdentity, RoomDirectory
+from sfu.cluster.node_client import NodeClient
+from sfu.cluster.node_info import NodeLoad
+from sfu.cluster.redis_directory import RedisDirectory
+from sfu.config.settings import DEV_JWT_SECRET, Settings
+from sfu.core.timestamps import rfc3339_from_s
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.ice.stun_server import ice_servers, open_stun_server
@@ -164,6 +173,86 @@ async def redis(app: web.Application) -> AsyncIterator[None]:
     app[EDGE].ready_checks.append(check)
     yield
     await client.aclose()
+
+
+def _identity(settings: Settings) -> NodeIdentity:
+    host = settings.http.host
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    internal = settings.cluster.node_url or f"http://{host}:{settings.http.port}"
+    public = settings.http.public_url
+    ws = None
+    if public:
+        base = public.rstrip("/")
+        ws = ("wss://" + base[8:] if base.startswith("https://") else "ws://" + base[7:]) + "/ws"
+    media_address = settings.media.public_ip or next(iter(settings.media.addresses), "")
+    try:
+        version = importlib.metadata.version("cotept-sfu")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return NodeIdentity(
+        node_id=settings.node_id,
+        internal_url=internal.rstrip("/"),
+        ws_url=ws,
+        media_address=media_address,
+        version=version,
+        started_at=rfc3339_from_s(time.time()),
+    )
+
+
+class _ReleaseClosedRooms:
+    """A room event listener: a room that finished leaves the directory."""
+
+    def __init__(self, directory: RoomDirectory) -> None:
+        self.directory = directory
+
+    def on_event(self, event: str, room: dict[str, Any], fields: dict[str, Any]) -> None:
+        if event == "room_finished" and fields.get("reason") != "node_lost":
+            spawn(self.directory.release(str(room.get("room_id"))))
+
+
+async def cluster(app: web.Application) -> AsyncIterator[None]:
+    """The room directory: this node alone without REDIS_URL, else the nodes sharing Redis
+    (sfu/cluster/). Registered after the media context, so its rooms exist first."""
+    settings = app[SETTINGS]
+    edge = app[EDGE]
+    events = app[ROOM_EVENTS]
+
+    def load() -> NodeLoad:
+        manager = edge.manager
+        rooms = {rid: r.to_json() for rid, r in manager.rooms.items() if not r.closed}
+        return NodeLoad(
+            rooms=rooms,
+            participants=sum(len(r.participants) for r in manager.rooms.values()),
+            free_ports=max(0, manager.ports.capacity - manager.ports.reserved),
+            room_slots=max(0, manager.max_rooms - len(manager.rooms)),
+            draining=manager.draining,
+        )
+
+    def room_lost(room: dict[str, Any]) -> None:
+        events.emit("room_finished", room, reason="node_lost")
+
+    identity = _identity(settings)
+    directory: RoomDirectory
+    if settings.redis_url:
+        directory = RedisDirectory(
+            settings.redis_url,
+            identity,
+            load,
+            heartbeat_s=settings.cluster.heartbeat_s,
+            node_ttl_s=settings.cluster.node_ttl_s,
+            on_room_lost=room_lost,
+        )
+        logger.info("cluster node %s, reached at %s", identity.node_id, identity.internal_url)
+    else:
+        directory = LocalDirectory(identity, load)
+    edge.cluster = directory
+    edge.peers = NodeClient(settings.jwt_secret, identity.node_id)
+    events.add(_ReleaseClosedRooms(directory))
+    await directory.start()
+    yield
+    await directory.close()
+    await edge.node_client.close()
 
 
 async def stun_ctx(app: web.Application) -> AsyncIterator[None]:

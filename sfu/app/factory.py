@@ -10,7 +10,7 @@ from aiohttp import web
 
 from sfu.api.edge_state import EdgeState
 from sfu.api.middleware import make_middlewares
-from sfu.api.rest import add_routes
+from sfu.api.routes import add_routes
 from sfu.api.signalling import make_ws_handler
 from sfu.app import contexts
 from sfu.app.keys import EDGE, ROOM_EVENTS, SETTINGS
@@ -38,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(contexts.webhooks_ctx)
     app.cleanup_ctx.append(contexts.vod_queue)
     app.cleanup_ctx.append(contexts.media)
+    app.cleanup_ctx.append(contexts.cluster)
     app.cleanup_ctx.append(contexts.recording_watch)
     app.cleanup_ctx.append(contexts.redis)
     app.cleanup_ctx.append(contexts.stun_ctx)

@@ -23,6 +23,7 @@ __all__ = [
     "CONFIG_FILE_ENV",
     "Settings",
     "SettingsError",
+    "all_values",
     "default_of",
     "defaults",
     "env_names",
@@ -78,6 +79,11 @@ def load() -> Settings:
 def get(settings: Settings, env_name: str) -> Any:
     """The value `settings` holds for the setting this variable sets."""
     return value_at(settings, _field(env_name))
+
+
+def all_values(settings: Settings) -> dict[str, Any]:
+    """Every setting's value in `settings`, by environment variable."""
+    return {name: get(settings, name) for name in env_names()}
 
 
 def ice_servers(settings: Settings) -> list[dict[str, list[str]]]:

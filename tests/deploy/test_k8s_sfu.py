@@ -210,6 +210,10 @@ def test_public_ip_file_is_read_by_settings(
     assert settings_view.ice_servers(settings) == [
         {"urls": [f"stun:{pods.PUBLIC_ADDRESS}:{stun_port}"]}
     ]
+    # The responder listens on every address of the node (hostNetwork), so the public IP's
+    # 1:1 NAT onto the node's private address reaches it.
+    assert settings_view.get(settings, "SFU_STUN_ENABLED") is True
+    assert settings_view.get(settings, "SFU_STUN_BIND") == "0.0.0.0"
     assert settings_view.get(settings, "SFU_PUBLIC_URL") == f"https://{HOST}"
     assert settings_view.get(settings, "SFU_RTC_ADDRESSES") == (pods.NODE_ADDRESS,)
     assert settings_view.get(settings, "REDIS_URL") == config["REDIS_URL"]

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import REPO, settings_view
+from tests.deploy import REPO, pods, settings_view
 from tests.deploy.dockerfile_stages import Stage, parse_dockerfile, stages_of
 from tests.deploy.dockerignore_rules import IgnorePattern, load_dockerignore
-from tests.deploy.manifests import Doc, _one
+from tests.deploy.manifests import MANIFESTS, Doc, _one
 
 
 @pytest.fixture
@@ -86,3 +86,9 @@ def container(pod: Doc) -> Doc:
 def config() -> dict[str, str]:
     data: dict[str, str] = _one("ConfigMap", "sfu-config")["data"]
     return data
+
+
+@pytest.fixture(scope="module")
+def maps() -> dict[str, dict[str, str]]:
+    """Every ConfigMap's data, by name: what the pods' env and envFrom refer to."""
+    return pods.config_maps(m.doc for m in MANIFESTS)

@@ -17,15 +17,18 @@ from typing import Any
 from sfu.config.loading import ENV_NAMES, FlatSettings, env_name
 from sfu.config.settings import Settings, SettingsError, load_settings, value_at
 from sfu.config.settings import default_of as default_of_key
+from sfu.ice.stun_server import ice_servers as stun_ice_servers
 
 __all__ = [
     "CONFIG_FILE_ENV",
     "Settings",
     "SettingsError",
+    "all_values",
     "default_of",
     "defaults",
     "env_names",
     "get",
+    "ice_servers",
     "load",
     "load_source",
     "reads_env",
@@ -76,6 +79,16 @@ def load() -> Settings:
 def get(settings: Settings, env_name: str) -> Any:
     """The value `settings` holds for the setting this variable sets."""
     return value_at(settings, _field(env_name))
+
+
+def all_values(settings: Settings) -> dict[str, Any]:
+    """Every setting's value in `settings`, by environment variable."""
+    return {name: get(settings, name) for name in env_names()}
+
+
+def ice_servers(settings: Settings) -> list[dict[str, list[str]]]:
+    """What `joined.ice_servers` tells browsers on a node with these settings."""
+    return stun_ice_servers(settings.stun)
 
 
 def recordings_root(settings: Settings) -> Path:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
-from tests.deploy import settings_view
+from tests.deploy import pods, settings_view
 from tests.deploy.dockerfile_stages import Stage
 from tests.deploy.manifests import HOST, NAMESPACE, REGISTRY, Doc, _env_names, _one
 from tests.deploy.settings_view import CONFIG_FILE_ENV
@@ -63,17 +65,24 @@ def test_probes_hit_health_and_ready_on_the_http_port(
         assert _named_port(container, probe["port"]) == settings_view.get(defaults, "SFU_HTTP_PORT")
 
 
+PER_NODE = ("SFU_PUBLIC_IP", "SFU_STUN_HOST", "SFU_PUBLIC_URL")
+"""Settings the init container writes to the pod's settings file: as environment variables
+they would beat that file (README.md, "The public IP")."""
+NOT_SETTINGS = {CONFIG_FILE_ENV, "POD_IP"}
+"""The SFU container's environment variables that are not settings."""
+
+
 def test_env_names_are_settings(container: Doc, pod: Doc, config: dict[str, str]) -> None:
     names = settings_view.env_names()
-    allowed = names | {CONFIG_FILE_ENV}
+    allowed = names | NOT_SETTINGS
     assert set(config) <= names, set(config) - names
     assert _env_names(container) <= allowed, _env_names(container) - allowed
     assert [s["configMapRef"]["name"] for s in container["envFrom"]] == ["sfu-config"]
-    # Env beats the settings file: SFU_PUBLIC_IP anywhere would hide the node's address.
-    assert "SFU_PUBLIC_IP" not in set(config) | _env_names(container)
+    for name in PER_NODE:
+        assert name not in set(config) | _env_names(container), f"{name} would hide the file's"
     assert not set(config) & _env_names(container), "set twice"
     for init in pod["initContainers"]:
-        assert _env_names(init) <= {"NODE_NAME"}, init["name"]
+        assert _env_names(init) <= {"NODE_NAME", "PUBLIC_URL"}, init["name"]
 
 
 def _field_ref(container: Doc, name: str) -> str:
@@ -82,21 +91,48 @@ def _field_ref(container: Doc, name: str) -> str:
     return path
 
 
-def test_per_pod_values(container: Doc, pod: Doc, config: dict[str, str]) -> None:
+def test_per_pod_values(container: Doc, pod: Doc) -> None:
     assert _field_ref(container, "SFU_NODE_ID") == "metadata.name"
     assert _field_ref(container, "SFU_RTC_ADDRESSES") == "status.hostIP"
-    assert config["SFU_PUBLIC_URL"] == f"https://{HOST}"
-    assert config["SFU_STUN_HOST"] == HOST
+    assert _field_ref(container, "POD_IP") == "status.podIP"
     init = next(c for c in pod["initContainers"] if c["name"] == "public-ip")
     assert _field_ref(init, "NODE_NAME") == "spec.nodeName"
+    shared = next(e for e in init["env"] if e["name"] == "PUBLIC_URL")
+    assert shared["valueFrom"]["configMapKeyRef"] == {"name": "sfu-public-ip", "key": "public_url"}
+    assert _one("ConfigMap", "sfu-public-ip")["data"]["public_url"] == f"https://{HOST}"
     # The init container writes the file the SFU reads as its settings file.
     config_file = next(e["value"] for e in container["env"] if e["name"] == CONFIG_FILE_ENV)
     assert init["command"][-1] == config_file
-    shared = {m["name"] for m in init["volumeMounts"]} & {
+    shared_volumes = {m["name"] for m in init["volumeMounts"]} & {
         m["name"] for m in container["volumeMounts"]
     }
-    mount = next(m for m in container["volumeMounts"] if m["name"] in shared)
+    mount = next(m for m in container["volumeMounts"] if m["name"] in shared_volumes)
     assert config_file.startswith(mount["mountPath"] + "/")
+
+
+def test_node_url_is_the_pod_ip_on_the_http_port(
+    container: Doc, pod: Doc, maps: Maps, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SFU_NODE_URL, made by the kubelet from the pod IP, is how the other nodes reach this
+    one: an http URL the settings accept, on this node's address (hostNetwork: the pod IP is
+    the node's) and on the port the SFU listens on, which is the container's `http` port."""
+    names = [e["name"] for e in container["env"]]
+    assert names.index("POD_IP") < names.index("SFU_NODE_URL"), "$(POD_IP) must come first"
+    assert pod["hostNetwork"] is True
+    settings = pods.sfu_settings(pod, maps, monkeypatch, clean_env)
+    node_url = settings_view.get(settings, "SFU_NODE_URL")
+    http_port = settings_view.get(settings, "SFU_HTTP_PORT")
+    parts = urlsplit(node_url)
+    assert (parts.scheme, parts.hostname, parts.port) == ("http", pods.NODE_ADDRESS, http_port)
+    assert parts.path in ("", "/")
+    assert http_port == _named_port(container, "http")
+    # The listener is on every address of the node, so the other nodes reach it.
+    assert settings_view.get(settings, "SFU_HTTP_HOST") == "0.0.0.0"
+    # A request another node forwards (or the ingress controller sends from another node,
+    # masqueraded to that node's address) comes from a node address: its X-Forwarded-For holds.
+    trusted = [ip_network(n) for n in settings_view.get(settings, "SFU_TRUSTED_PROXIES")]
+    for peer in (pods.NODE_ADDRESS, "10.244.1.17"):  # a node, an ingress controller pod
+        assert any(ip_address(peer) in network for network in trusted), peer
 
 
 def test_redis_url_names_the_redis_service(config: dict[str, str]) -> None:
@@ -118,55 +154,91 @@ def test_redis_url_names_the_redis_service(config: dict[str, str]) -> None:
 # --- the public IP script (run here on made-up Node objects) -------------------------------------
 
 
+Maps = dict[str, dict[str, str]]
+
+
 @pytest.fixture(scope="module")
-def public_ip_script() -> dict[str, Any]:
-    source = _one("ConfigMap", "sfu-public-ip")["data"]["find_public_ip.py"]
-    namespace: dict[str, Any] = {"__name__": "find_public_ip"}
-    exec(compile(source, "find_public_ip.py", "exec"), namespace)
-    return namespace
-
-
-def _node(labels: dict[str, str], addresses: list[tuple[str, str]]) -> Doc:
-    return {
-        "metadata": {"name": "10.0.10.5", "labels": labels},
-        "status": {"addresses": [{"type": t, "address": a} for t, a in addresses]},
-    }
+def public_ip_script(maps: Maps) -> dict[str, Any]:
+    return pods.public_ip_script(maps)
 
 
 def test_public_ip_from_external_ip_or_label(public_ip_script: dict[str, Any]) -> None:
     public_ip = public_ip_script["public_ip"]
-    internal = ("InternalIP", "10.0.10.5")
-    assert public_ip(_node({}, [internal, ("ExternalIP", "203.0.113.7")])) == "203.0.113.7"
+    assert public_ip(pods.node()) == pods.PUBLIC_ADDRESS
     label = {"sfu.cotept.com/public-ip": "198.51.100.4"}
-    assert public_ip(_node(label, [internal, ("ExternalIP", "203.0.113.7")])) == "198.51.100.4"
+    assert public_ip(pods.node(label)) == "198.51.100.4"
+    assert public_ip(pods.node(label, external_ip=None)) == "198.51.100.4"
     with pytest.raises(SystemExit, match=r"kubectl label node 10\.0\.10\.5"):
-        public_ip(_node({}, [internal, ("Hostname", "node-a")]))
+        public_ip(pods.node(external_ip=None))
     with pytest.raises(ValueError):
-        public_ip(_node({"sfu.cotept.com/public-ip": "not-an-ip"}, [internal]))
+        public_ip(pods.node({"sfu.cotept.com/public-ip": "not-an-ip"}, external_ip=None))
+
+
+def test_public_url_is_shared_unless_the_node_has_its_own(
+    public_ip_script: dict[str, Any],
+) -> None:
+    """README.md, "Per-node host names": a node labelled with a host name announces it."""
+    public_url = public_ip_script["public_url"]
+    shared = f"https://{HOST}"
+    assert public_url(pods.node(), shared) == shared
+    own = {"sfu.cotept.com/public-host": "sfu-a.cotept.com"}
+    assert public_url(pods.node(own), shared) == "https://sfu-a.cotept.com"
+    for bad in ("sfu-a", "https://sfu-a.cotept.com", "-a.cotept.com", "sfu_a.cotept.com"):
+        with pytest.raises(SystemExit, match="is not a host name"):
+            public_url(pods.node({"sfu.cotept.com/public-host": bad}), shared)
+    with pytest.raises(SystemExit, match="PUBLIC_URL"):
+        public_url(pods.node(), "sfu.cotept.com")
 
 
 def test_public_ip_file_is_read_by_settings(
-    public_ip_script: dict[str, Any],
+    pod: Doc,
     container: Doc,
     config: dict[str, str],
+    maps: Maps,
     clean_env: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The pod's whole configuration, as the SFU would see it on a node, loads."""
-    settings_file = clean_env / "public-ip.toml"
-    settings_file.write_text(public_ip_script["settings_text"]("203.0.113.7"), encoding="utf-8")
-    for name, value in config.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv(CONFIG_FILE_ENV, str(settings_file))
-    monkeypatch.setenv("SFU_NODE_ID", "sfu-7d9c-abcde")
-    monkeypatch.setenv("SFU_RTC_ADDRESSES", "10.0.10.5")
-    monkeypatch.setenv("SFU_JWT_SECRET", "x" * 64)
-    settings = settings_view.load()
-    assert settings_view.get(settings, "SFU_PUBLIC_IP") == "203.0.113.7"
-    assert settings_view.get(settings, "SFU_RTC_ADDRESSES") == ("10.0.10.5",)
+    """The init container, run as the pod runs it on a node, writes the file; with it, the
+    pod's whole configuration loads: candidates announce the node's public address, browsers
+    are told STUN on that address (not the ingress load balancer's, which carries HTTP only),
+    and ws_url is built on the shared host name."""
+    settings = pods.sfu_settings(pod, maps, monkeypatch, clean_env)
+    assert settings_view.get(settings, "SFU_PUBLIC_IP") == pods.PUBLIC_ADDRESS
+    assert settings_view.get(settings, "SFU_STUN_HOST") == pods.PUBLIC_ADDRESS
+    stun_port = settings_view.get(settings, "SFU_STUN_PORT")
+    assert stun_port == _named_port(container, "stun")
+    assert settings_view.ice_servers(settings) == [
+        {"urls": [f"stun:{pods.PUBLIC_ADDRESS}:{stun_port}"]}
+    ]
+    # The responder listens on every address of the node (hostNetwork), so the public IP's
+    # 1:1 NAT onto the node's private address reaches it.
+    assert settings_view.get(settings, "SFU_STUN_ENABLED") is True
+    assert settings_view.get(settings, "SFU_STUN_BIND") == "0.0.0.0"
     assert settings_view.get(settings, "SFU_PUBLIC_URL") == f"https://{HOST}"
+    assert settings_view.get(settings, "SFU_RTC_ADDRESSES") == (pods.NODE_ADDRESS,)
     assert settings_view.get(settings, "REDIS_URL") == config["REDIS_URL"]
     assert settings_view.get(settings, "SFU_HTTP_PORT") == _named_port(container, "http")
+    assert settings_view.get(settings, "SFU_NODE_ID") == pods.FIELDS["metadata.name"]
+
+
+def test_a_node_with_its_own_host_name_announces_it(
+    pod: Doc, container: Doc, maps: Maps, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    labelled = pods.node({"sfu.cotept.com/public-host": "sfu-a.cotept.com"})
+    settings = pods.sfu_settings(pod, maps, monkeypatch, clean_env, labelled)
+    assert settings_view.get(settings, "SFU_PUBLIC_URL") == "https://sfu-a.cotept.com"
+    assert settings_view.get(settings, "SFU_STUN_HOST") == pods.PUBLIC_ADDRESS
+
+
+def test_the_pods_share_redis_and_outlive_a_missed_heartbeat(
+    pod: Doc, maps: Maps, clean_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With REDIS_URL the pods are one service; a live node's registry entry must survive a
+    missed heartbeat."""
+    settings = pods.sfu_settings(pod, maps, monkeypatch, clean_env)
+    assert settings_view.get(settings, "REDIS_URL"), "without Redis: two separate SFUs"
+    heartbeat = settings_view.get(settings, "SFU_CLUSTER_HEARTBEAT_S")
+    assert settings_view.get(settings, "SFU_CLUSTER_NODE_TTL_S") >= 2 * heartbeat
 
 
 def test_secret_placeholder_is_refused(

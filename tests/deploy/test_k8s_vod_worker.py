@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sfu.cli import main as sfu_main
-from tests.deploy import settings_view
+from tests.deploy import pods, settings_view
 from tests.deploy.dockerfile_stages import Stage
 from tests.deploy.manifests import REGISTRY, Doc, _env_names, _one
 
@@ -15,8 +15,6 @@ SESSION_S = 3600
 """The longest session the worker's grace period is sized for."""
 RENDER_SPEED = 2.4
 """The worker's measured speed, times real time (docs/benchmarks.md, `bench/vod`)."""
-SECRET_ENV = {"SFU_JWT_SECRET": "x" * 64, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
-"""Stand-ins for the values the pods take from Secrets."""
 
 
 @pytest.fixture(scope="module")
@@ -36,27 +34,6 @@ def worker(worker_pod: Doc) -> Doc:
     (found,) = worker_pod["containers"]
     assert found["name"] == "vod-worker"
     return found
-
-
-def _pod_settings(
-    container: Doc, monkeypatch: pytest.MonkeyPatch, **files: str
-) -> settings_view.Settings:
-    """The settings a container would load: its ConfigMaps, then its own env (fieldRefs and
-    Secrets stood in for)."""
-    for source in container.get("envFrom", []):
-        for name, value in _one("ConfigMap", source["configMapRef"]["name"])["data"].items():
-            monkeypatch.setenv(name, value)
-    for entry in container.get("env", []):
-        name = entry["name"]
-        if name in files:  # a file another container writes: here, one the test wrote
-            monkeypatch.setenv(name, files[name])
-        elif "value" in entry:
-            monkeypatch.setenv(name, entry["value"])
-        elif "secretKeyRef" in entry["valueFrom"]:
-            monkeypatch.setenv(name, SECRET_ENV[name])
-        else:
-            monkeypatch.setenv(name, "10.0.10.5" if name == "SFU_RTC_ADDRESSES" else "pod-x")
-    return settings_view.load()
 
 
 def _mounts(container: Doc, pod: Doc) -> dict[str, Doc]:
@@ -89,18 +66,16 @@ def test_recordings_are_one_volume_at_the_same_path(
     worker_pod: Doc,
     container: Doc,
     pod: Doc,
+    maps: dict[str, dict[str, str]],
     clean_env: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Both pods resolve SFU_RECORDINGS_DIR to the same path, and mount the same ReadWriteMany
     claim exactly there; the worker's scratch folder is on a pod-local emptyDir."""
-    config_file = clean_env / "public-ip.toml"
-    toml = settings_view.settings_file_text({"SFU_PUBLIC_IP": "203.0.113.7"})
-    config_file.write_text(toml, encoding="utf-8")
     with monkeypatch.context() as env:
-        sfu = _pod_settings(container, env, SFU_CONFIG_FILE=str(config_file))
+        sfu = pods.sfu_settings(pod, maps, env, clean_env)
     with monkeypatch.context() as env:
-        vod = _pod_settings(worker, env)
+        vod = pods.load_settings(worker, maps, env)
     recordings = settings_view.recordings_root(sfu)
     assert recordings == settings_view.recordings_root(vod)
     assert recordings.is_absolute()
@@ -128,7 +103,9 @@ def test_recordings_are_one_volume_at_the_same_path(
 async def test_vod_worker_shares_settings_and_queue(
     worker: Doc,
     container: Doc,
+    pod: Doc,
     config: dict[str, str],
+    maps: dict[str, dict[str, str]],
     clean_env: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -151,13 +128,10 @@ async def test_vod_worker_shares_settings_and_queue(
         secret = _one("Secret", refs[name]["name"])
         assert refs[name]["key"] in secret["stringData"]
         assert secret["stringData"][refs[name]["key"]] == "", "a real key is committed"
-    config_file = clean_env / "public-ip.toml"
-    toml = settings_view.settings_file_text({"SFU_PUBLIC_IP": "203.0.113.7"})
-    config_file.write_text(toml, encoding="utf-8")
     with monkeypatch.context() as env:
-        sfu = _pod_settings(container, env, SFU_CONFIG_FILE=str(config_file))
+        sfu = pods.sfu_settings(pod, maps, env, clean_env)
     with monkeypatch.context() as env:
-        vod = _pod_settings(worker, env)
+        vod = pods.load_settings(worker, maps, env)
         queues = [open_job_queue(s.redis_url, s.vod) for s in (vod, sfu)]
         try:
             assert {type(q).__name__ for q in queues} == {"RedisJobQueue"}

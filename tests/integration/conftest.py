@@ -57,3 +57,12 @@ def tracks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_vp8_track(root / "cam-b.mkv", (40, 40, 210), SESSION_S)
     write_opus_tone(root / "mic-a.mkv", 440.0, SESSION_S)
     return root
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[SfuClient]]:
+    """Clients a test connects (tests.support.rooms.connect); closed at its end."""
+    made: list[SfuClient] = []
+    yield made
+    for client in made:
+        await client.close()

@@ -17,7 +17,6 @@ from aiohttp import web
 from sfu.client.client import SfuClient
 from sfu.client.model import JoinRefused
 from sfu.client.remote import RemoteTrackInfo
-from sfu.core.vocabulary import Role
 from sfu.testing.process import SfuProcess
 from tests.support.cluster import (
     HEARTBEAT_S,
@@ -29,7 +28,7 @@ from tests.support.cluster import (
     until,
 )
 from tests.support.hook_server import serving_hooks
-from tests.support.rooms import LOOPBACK, camera, microphone
+from tests.support.rooms import LOOPBACK, camera, connect, microphone
 
 FRAMES = 30
 _pairs = itertools.count()
@@ -54,24 +53,6 @@ def trio(redis: RedisProcess) -> Iterator[list[SfuProcess]]:
     finally:
         for node in nodes:
             node.stop()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SfuClient]]:
-    made: list[SfuClient] = []
-    yield made
-    for client in made:
-        await client.close()
-
-
-async def connect(
-    made: list[SfuClient], via: SfuProcess, room_id: str, role: Role, user: str
-) -> SfuClient:
-    client = await SfuClient.connect(
-        via.ws_url, via.token(room_id, user, role), ice=LOOPBACK, timeout=15
-    )
-    made.append(client)
-    return client
 
 
 def by_id(nodes: list[SfuProcess], node_id: str) -> SfuProcess:

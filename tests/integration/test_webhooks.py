@@ -15,11 +15,10 @@ import pytest
 from aiohttp import web
 
 from sfu.client.client import SfuClient
-from sfu.core.vocabulary import Role
 from sfu.testing.process import TEST_SECRET, SfuProcess, free_tcp_port, make_sfu
 from sfu.webhooks.payload import SIGNATURE_HEADER, verify_signature
 from tests.support.hook_server import serving_hooks
-from tests.support.rooms import LOOPBACK, camera, create_room
+from tests.support.rooms import camera, connect, create_room
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -59,24 +58,6 @@ async def receiver() -> AsyncIterator[Receiver]:
             yield rec
         finally:
             rec.release.set()  # a handler told to hang returns before the server stops
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SfuClient]]:
-    made: list[SfuClient] = []
-    yield made
-    for client in made:
-        await client.close()
-
-
-async def connect(
-    made: list[SfuClient], server: SfuProcess, room_id: str, role: Role, user: str
-) -> SfuClient:
-    client = await SfuClient.connect(
-        server.ws_url, server.token(room_id, user, role), ice=LOOPBACK, timeout=10
-    )
-    made.append(client)
-    return client
 
 
 async def delete_room(server: SfuProcess, room_id: str) -> None:

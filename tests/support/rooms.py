@@ -12,6 +12,7 @@ import aiohttp
 
 from sfu.client.client import Message, SfuClient
 from sfu.client.clips import PacedPacketTrack
+from sfu.core.vocabulary import Role
 from sfu.ice.connection import IceConfig
 from sfu.testing.process import SfuProcess
 
@@ -67,3 +68,20 @@ def offers_no(track_id: str) -> Callable[[Message], bool]:
 def unpublished(track_id: str) -> Callable[[Message], bool]:
     """The track_unpublished message of this track."""
     return lambda m: m["track"]["track_id"] == track_id
+
+
+async def connect(
+    made: list[SfuClient],
+    via: SfuProcess,
+    room_id: str,
+    role: Role,
+    user: str,
+    timeout: float = 15,
+) -> SfuClient:
+    """A client joined to `room_id` through `via` (any node), added to `made` (the `clients`
+    fixture closes them)."""
+    client = await SfuClient.connect(
+        via.ws_url, via.token(room_id, user, role), ice=LOOPBACK, timeout=timeout
+    )
+    made.append(client)
+    return client

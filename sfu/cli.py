@@ -1,4 +1,4 @@
-"""The `sfu` command: serve, token, vod-worker, loadtest (later: lifecycle)."""
+"""The `sfu` command: serve, token, vod-worker, loadtest, lifecycle, analytics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from sfu.api.tokens import mint_participant_token, mint_service_token
 from sfu.config.settings import DEV_JWT_SECRET, SettingsError, load_settings
 from sfu.core.vocabulary import ROLES
+from sfu.lifecycle.commands import add_parsers as add_lifecycle_parsers
 from sfu.loadtest.options import add_arguments as add_loadtest_arguments
 from sfu.logs import configure_logging
 
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "loadtest", help="headless clients that load a running SFU and report what they got"
     )
     add_loadtest_arguments(loadtest)
+    add_lifecycle_parsers(sub)
     return parser
 
 
@@ -134,6 +136,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sfu.loadtest.runner import main as loadtest_main
 
             return loadtest_main(args)
+        if args.command in ("lifecycle", "analytics"):
+            from sfu.lifecycle.commands import run as run_lifecycle
+
+            settings = load_settings()
+            configure_logging(settings.ops.log_level, json_lines=settings.ops.log_json)
+            return run_lifecycle(args, settings)
     except SettingsError as exc:
         print(f"sfu: {exc}", file=sys.stderr)
         return 2

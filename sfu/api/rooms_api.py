@@ -39,6 +39,7 @@ from sfu.core.vocabulary import ROOM_ID_RE
 
 logger = logging.getLogger(__name__)
 
+
 def _service(request: web.Request, secret: str) -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

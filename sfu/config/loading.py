@@ -188,6 +188,40 @@ class FlatSettings(BaseSettings):
     is published, then the VOD worker deletes it; 0 deletes it as soon as the job is done.
     Sessions not published (queued, failed) are never deleted."""
 
+    # The VOD storage lifecycle (`sfu lifecycle`) and storage analytics (`sfu analytics`)
+    lifecycle_ia_after_days: int = Field(default=30, ge=1, le=36_500)
+    """A published session moves from Standard to InfrequentAccess this many days after it
+    was published (unless smart tiering keeps it hot)."""
+    lifecycle_archive_after_days: int = Field(default=365, ge=1, le=36_500)
+    """... and to Archive this many days after it was published."""
+    lifecycle_delete_after_days: int = Field(default=2555, ge=1, le=36_500)
+    """... and is deleted this many days after it was published (7 years)."""
+    lifecycle_hot_plays: int = Field(default=3, ge=1, le=1_000_000)
+    """A session played at least this often in the last `lifecycle_hot_window_days` stays in
+    (or returns to) Standard."""
+    lifecycle_hot_window_days: int = Field(default=30, ge=1, le=3650)
+    lifecycle_concurrency: int = Field(default=8, ge=1, le=256)
+    """Sessions `sfu lifecycle run` works on at once."""
+    lifecycle_orphan_after_days: int = Field(default=7, ge=1, le=3650)
+    """Recordings never handed off, and incomplete multipart uploads (after one day at least),
+    older than this are orphans (`sfu lifecycle orphans`)."""
+    price_standard_gb_month: float = Field(default=0.0255, ge=0)
+    price_infrequent_gb_month: float = Field(default=0.01, ge=0)
+    price_archive_gb_month: float = Field(default=0.0025, ge=0)
+    """USD per GB-month per tier (OCI Object Storage list prices of the design)."""
+    storage_budget_month_usd: float = Field(default=100.0, gt=0)
+    """The month's storage budget the cost report and its alerts compare against."""
+    analytics_port: int = Field(default=8090, ge=1, le=65535)
+    """`sfu analytics serve`'s HTTP port (`POST /vod/views`, `/metrics`, `/health`)."""
+    metrics_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        validation_alias=AliasChoices("METRICS_INTERVAL", "SFU_METRICS_INTERVAL_S"),
+    )
+    """How often `sfu analytics serve` refreshes its storage figures (`METRICS_INTERVAL`, as
+    the design names it)."""
+
     # Operations
     log_level: str = "INFO"
     log_json: bool = True
@@ -267,6 +301,16 @@ class FlatSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_ranges(self) -> FlatSettings:
+        days = (
+            self.lifecycle_ia_after_days,
+            self.lifecycle_archive_after_days,
+            self.lifecycle_delete_after_days,
+        )
+        if not days[0] < days[1] < days[2]:
+            raise ValueError(
+                "SFU_LIFECYCLE_IA_AFTER_DAYS < SFU_LIFECYCLE_ARCHIVE_AFTER_DAYS < "
+                f"SFU_LIFECYCLE_DELETE_AFTER_DAYS must hold (got {days[0]}, {days[1]}, {days[2]})"
+            )
         if self.rtc_port_min > self.rtc_port_max:
             raise ValueError(
                 f"SFU_RTC_PORT_MIN ({self.rtc_port_min}) is above "
@@ -318,7 +362,11 @@ def load_flat(**overrides: Any) -> FlatSettings:
 
 def env_name(key: str) -> str:
     """The environment variable of a settings key: `SFU_<KEY>`, but REDIS_URL for redis_url."""
-    return "REDIS_URL" if key == "redis_url" else f"SFU_{key.upper()}"
+    if key == "redis_url":
+        return "REDIS_URL"
+    if key == "metrics_interval_s":
+        return "METRICS_INTERVAL"
+    return f"SFU_{key.upper()}"
 
 
 ENV_NAMES: frozenset[str] = frozenset(env_name(key) for key in FlatSettings.model_fields)

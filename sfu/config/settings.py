@@ -165,6 +165,26 @@ class VodSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LifecycleSettings:
+    """The VOD storage lifecycle and its analytics (`SFU_LIFECYCLE_*`, `SFU_PRICE_*`,
+    `SFU_STORAGE_BUDGET_MONTH_USD`, `SFU_ANALYTICS_PORT`, `METRICS_INTERVAL`)."""
+
+    ia_after_days: int
+    archive_after_days: int
+    delete_after_days: int
+    hot_plays: int
+    hot_window_days: int
+    concurrency: int
+    orphan_after_days: int
+    price_standard_gb_month: float
+    price_infrequent_gb_month: float
+    price_archive_gb_month: float
+    budget_month_usd: float
+    analytics_port: int
+    metrics_interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class OpsSettings:
     """`SFU_LOG_LEVEL`, `SFU_LOG_JSON`, `SFU_DRAIN_TIMEOUT_S`, `SFU_EVENT_LOOP`."""
 
@@ -192,6 +212,7 @@ class Settings:
     storage: StorageSettings
     recording: RecordingSettings
     vod: VodSettings
+    lifecycle: LifecycleSettings
     ops: OpsSettings
 
     @classmethod
@@ -267,6 +288,21 @@ class Settings:
                 claim_idle_s=flat.vod_claim_idle_s,
                 poll_s=flat.vod_poll_s,
             ),
+            lifecycle=LifecycleSettings(
+                ia_after_days=flat.lifecycle_ia_after_days,
+                archive_after_days=flat.lifecycle_archive_after_days,
+                delete_after_days=flat.lifecycle_delete_after_days,
+                hot_plays=flat.lifecycle_hot_plays,
+                hot_window_days=flat.lifecycle_hot_window_days,
+                concurrency=flat.lifecycle_concurrency,
+                orphan_after_days=flat.lifecycle_orphan_after_days,
+                price_standard_gb_month=flat.price_standard_gb_month,
+                price_infrequent_gb_month=flat.price_infrequent_gb_month,
+                price_archive_gb_month=flat.price_archive_gb_month,
+                budget_month_usd=flat.storage_budget_month_usd,
+                analytics_port=flat.analytics_port,
+                metrics_interval_s=flat.metrics_interval_s,
+            ),
             ops=OpsSettings(
                 log_level=flat.log_level,
                 log_json=flat.log_json,
@@ -281,6 +317,17 @@ def load_settings(**overrides: Any) -> Settings:
     `load_settings(rtc_port_min=40000)`). A bad value raises SettingsError naming it."""
     return Settings.from_flat(load_flat(**overrides))
 
+
+_LIFECYCLE_KEYS = (
+    "ia_after_days",
+    "archive_after_days",
+    "delete_after_days",
+    "hot_plays",
+    "hot_window_days",
+    "concurrency",
+    "orphan_after_days",
+)
+_TIERS = ("standard", "infrequent")
 
 KEY_PATHS: dict[str, str] = {
     **{key: key for key in ("node_id", "jwt_secret", "redis_url", "data_dir")},
@@ -314,6 +361,12 @@ KEY_PATHS: dict[str, str] = {
         for name in VodSettings.__dataclass_fields__
         if name != "queue_root"
     },
+    **{f"lifecycle_{name}": f"lifecycle.{name}" for name in _LIFECYCLE_KEYS},
+    **{f"price_{t}_gb_month": f"lifecycle.price_{t}_gb_month" for t in _TIERS},
+    "price_archive_gb_month": "lifecycle.price_archive_gb_month",
+    "storage_budget_month_usd": "lifecycle.budget_month_usd",
+    "analytics_port": "lifecycle.analytics_port",
+    "metrics_interval_s": "lifecycle.metrics_interval_s",
     **{key: f"ops.{key}" for key in OpsSettings.__dataclass_fields__},
 }
 """Where each file key (and so each `SFU_*` variable) lands in `Settings`, as a dotted path.

@@ -46,6 +46,19 @@ class ObjectArchived(StorageError):
         self.key = key
 
 
+class RestoreState(enum.StrEnum):
+    """Where an object stands with respect to Archive (`ObjectStore.restore_state`)."""
+
+    NOT_ARCHIVED = "not_archived"
+    """Standard or InfrequentAccess: readable."""
+    ARCHIVED = "archived"
+    """In Archive, no restore asked: `get` raises ObjectArchived."""
+    PENDING = "pending"
+    """A restore was asked and is under way (hours on OCI)."""
+    RESTORED = "restored"
+    """In Archive, with a readable restored copy until the restore expires."""
+
+
 class Tier(enum.StrEnum):
     """Storage tier, named as OCI Object Storage names them.
 
@@ -151,6 +164,13 @@ class ObjectStore(Protocol):
     async def get_tier(self, key: str) -> Tier: ...
 
     async def set_tier(self, key: str, tier: Tier) -> None: ...
+
+    async def restore(self, key: str, *, hours: int = 24) -> None:
+        """Ask for a readable copy of an archived object for `hours`; asking again while one is
+        pending or restored is not an error. ObjectNotFound for a missing key."""
+        ...
+
+    async def restore_state(self, key: str) -> RestoreState: ...
 
     async def close(self) -> None: ...
 

@@ -31,6 +31,7 @@ from sfu.storage.base import (
     InvalidKey,
     ObjectInfo,
     ObjectNotFound,
+    RestoreState,
     StorageError,
     Tier,
     validate_key,
@@ -283,6 +284,12 @@ class LocalStore:
     async def set_tier(self, key: str, tier: Tier) -> None:
         self._path(key)
         await asyncio.to_thread(self._set_tier, key, Tier(tier))
+
+    async def restore(self, key: str, *, hours: int = 24) -> None:
+        raise StorageError("restore is not implemented yet")  # issue 15, in progress
+
+    async def restore_state(self, key: str) -> RestoreState:
+        raise StorageError("restore_state is not implemented yet")  # issue 15, in progress
 
     async def close(self) -> None:
         return None

@@ -52,6 +52,7 @@ from sfu.storage.base import (
     ObjectArchived,
     ObjectInfo,
     ObjectNotFound,
+    RestoreState,
     StorageError,
     Tier,
     validate_key,
@@ -333,6 +334,12 @@ class S3Store:
                 {"Bucket": self.bucket, "Key": full}, self.bucket, full, extra_args=extra
             )
             future.result()
+
+    async def restore(self, key: str, *, hours: int = 24) -> None:
+        raise StorageError("restore is not implemented yet")  # issue 15, in progress
+
+    async def restore_state(self, key: str) -> RestoreState:
+        raise StorageError("restore_state is not implemented yet")  # issue 15, in progress
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)

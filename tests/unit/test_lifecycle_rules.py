@@ -1,0 +1,101 @@
+"""The lifecycle's pure parts: age rule, hot and re-watch score, restore states, streaming."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from sfu.config.settings import load_settings
+from sfu.lifecycle.catalogue import sessions
+from sfu.lifecycle.rules import Action, SessionFacts, decide
+from sfu.storage import LocalStore, ObjectArchived, Tier
+from sfu.storage.base import RestoreState
+from sfu.storage.s3 import restore_state_of
+from tests.support.lifecycle import publish_fake
+
+PUBLISHED = datetime(2026, 1, 1, tzinfo=UTC)
+CFG = load_settings().lifecycle
+
+
+def facts(plays: int = 0, mentee_days: float | None = None, mentor_plays: int = 0) -> SessionFacts:
+    return SessionFacts(
+        "s1", PUBLISHED, "metadata.ended_at", plays, mentee_days, "m1", mentor_plays
+    )
+
+
+@pytest.mark.parametrize(
+    ("days", "tier"),
+    [
+        (0, Tier.STANDARD),
+        (30, Tier.STANDARD),
+        (31, Tier.INFREQUENT_ACCESS),
+        (365, Tier.INFREQUENT_ACCESS),
+        (366, Tier.ARCHIVE),
+        (2555, Tier.ARCHIVE),
+        (2556, None),
+    ],
+)
+def test_age_rule(days: int, tier: Tier | None) -> None:
+    decision = decide(facts(), PUBLISHED + timedelta(days=days), CFG)
+    assert decision.target is tier
+    assert decision.action is (Action.DELETE if tier is None else Action.KEEP)
+
+
+def test_hot_session_stays_standard_but_is_still_deleted() -> None:
+    at = PUBLISHED + timedelta(days=400)
+    assert decide(facts(plays=CFG.hot_plays), at, CFG).target is Tier.STANDARD
+    assert decide(facts(plays=CFG.hot_plays - 1), at, CFG).target is Tier.ARCHIVE
+    gone = decide(facts(plays=100), PUBLISHED + timedelta(days=3000), CFG)
+    assert gone.action is Action.DELETE
+
+
+def test_rewatch_score_keeps_one_tier_warmer() -> None:
+    at = PUBLISHED + timedelta(days=400)
+    mentee = decide(facts(mentee_days=3.0), at, CFG)
+    assert (mentee.mentee_score, mentee.score, mentee.likely) == (1.0, 1.0, True)
+    assert mentee.target is Tier.INFREQUENT_ACCESS
+    assert decide(facts(mentee_days=45.0), at, CFG).target is Tier.ARCHIVE
+    popular = decide(facts(mentor_plays=10), PUBLISHED + timedelta(days=40), CFG)
+    assert popular.mentor_score == 1.0 and popular.target is Tier.STANDARD
+    half = decide(facts(mentor_plays=5), at, CFG)
+    assert half.score == 0.5 and not half.likely and half.target is Tier.ARCHIVE
+
+
+def test_s3_restore_header() -> None:
+    assert restore_state_of(None) is RestoreState.ARCHIVED
+    assert restore_state_of('ongoing-request="true"') is RestoreState.PENDING
+    header = 'ongoing-request="false", expiry-date="Fri, 21 Dec 2026 00:00:00 GMT"'
+    assert restore_state_of(header) is RestoreState.RESTORED
+
+
+async def test_local_restore_pending_then_restored(tmp_path: Path) -> None:
+    clock = [1000.0]
+    store = LocalStore(tmp_path, restore_delay_s=60.0, clock=lambda: clock[0])
+    await store.put("a.ts", b"x", content_type="video/mp2t", tier=Tier.ARCHIVE)
+    assert await store.restore_state("a.ts") is RestoreState.ARCHIVED
+    with pytest.raises(ObjectArchived):
+        await store.get("a.ts")
+    await store.restore("a.ts", hours=1)
+    assert await store.restore_state("a.ts") is RestoreState.PENDING
+    with pytest.raises(ObjectArchived):
+        await store.get("a.ts")
+    clock[0] += 61.0
+    assert await store.restore_state("a.ts") is RestoreState.RESTORED
+    assert await store.get("a.ts") == b"x"
+    clock[0] += 3600.0
+    assert await store.restore_state("a.ts") is RestoreState.ARCHIVED
+    await store.set_tier("a.ts", Tier.STANDARD)
+    assert await store.restore_state("a.ts") is RestoreState.NOT_ARCHIVED
+
+
+async def test_sessions_are_grouped_while_streaming(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    for sid in ("a", "b"):
+        await publish_fake(store, sid, "2026-01-01T00:00:00+00:00")
+    await store.put("vod/other.txt", b"x", content_type="text/plain")
+    found = [(s.session_id, len(s.objects)) async for s in sessions(store)]
+    assert found == [("a", 7), ("b", 7)]
+    ordered = [o.key.rsplit("/", 1)[-1] async for s in sessions(store, "a") for o in s.ordered()]
+    assert ordered[-1] == "master.m3u8" and ordered[:3] == ["0.ts", "0.ts", "1.ts"]

@@ -109,31 +109,42 @@ class LifecycleRun:
         self.before_change = before_change
         """Called with each key before it is changed (tests use it to simulate a kill)."""
         self.summary = RunSummary()
+        self._failure: Exception | None = None
 
     async def run(self, now: datetime) -> RunSummary:
+        """Every session, `concurrency` at a time. If one fails (other than a StorageError,
+        which is counted and logged), no new session or object is started, the changes in
+        flight finish (and are audited), and the error is raised."""
         limit = asyncio.Semaphore(self.cfg.concurrency)
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for session in sessions(self.store):
                 await limit.acquire()
+                if self._failure is not None:
+                    break
                 task = asyncio.create_task(self._one(session, now))
                 tasks.add(task)
                 task.add_done_callback(functools.partial(_finished, tasks, limit))
-                failed = [t for t in tasks if t.done() and t.exception() is not None]
-                if failed:
-                    raise failed[0].exception()  # type: ignore[misc]
-            if tasks:
-                await asyncio.gather(*tasks)
         finally:
-            for task in list(tasks):
-                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
             self.progress.done()
+        if self._failure is not None:
+            raise self._failure
         if not self.dry_run:
             self.facts.save_mentors()
             await self.restores.poll(self.store, now.timestamp())
         return self.summary
 
     async def _one(self, session: SessionObjects, now: datetime) -> None:
+        try:
+            await self._session(session, now)
+        except Exception as exc:
+            if self._failure is None:
+                self._failure = exc
+            raise
+
+    async def _session(self, session: SessionObjects, now: datetime) -> None:
         facts = await self.facts.facts(session, now)
         self.summary.sessions += 1
         self.summary.objects_seen += len(session.objects)
@@ -165,6 +176,8 @@ class LifecycleRun:
         if archived and not await self._readable(session, archived, now):
             return
         for info in pending:
+            if self._failure is not None:
+                return
             if self.dry_run:
                 self.summary.changed += 1
                 continue
@@ -194,6 +207,8 @@ class LifecycleRun:
         first = [o for o in session.objects if o.key == master]
         last = [o for o in session.objects if o.key == meta]
         for info in [*first, *rest, *last]:
+            if self._failure is not None:
+                return
             if self.dry_run:
                 self.summary.deleted += 1
                 continue

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ import pytest
 
 from sfu.analytics.plays import MemoryPlayStore, Play
 from sfu.config.settings import Settings, load_settings
-from sfu.lifecycle import run_command
+from sfu.lifecycle import orphans, run_command
 from sfu.lifecycle.commands import add_parsers
 from sfu.lifecycle.engine import LifecycleRun
 from sfu.storage import ObjectNotFound, ObjectStore, Tier, store_from_settings
@@ -216,3 +218,70 @@ def test_restore_of_an_archived_session(
             await store.head("vod/sessions/missing/master.m3u8")
 
     with_store(settings, gone)
+
+
+def test_orphans_reported_then_deleted_live_work_untouched(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.INFO, logger="sfu.lifecycle.audit")
+    publish(settings, "ok", "broken")
+
+    async def work(store: ObjectStore) -> None:
+        await publish_fake(store, "nomaster", PUBLISHED.isoformat(), master=False)
+        await publish_fake(store, "nometa", PUBLISHED.isoformat(), metadata=False)
+        await publish_fake(store, "busy", PUBLISHED.isoformat(), master=False)
+        await store.delete("vod/sessions/broken/720p/0.ts")
+
+    with_store(settings, work)
+    capsys.readouterr()
+    assert cli_orphans(settings, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["orphans"] == []  # all younger than an hour
+    monkeypatch.setattr(orphans, "PUBLISHING_GRACE_S", 0.0)
+    monkeypatch.setattr(orphans, "STALE_UPLOAD_S", -3600.0)  # every staged upload is stale
+    old = time.time() - 30 * 86_400
+    recordings = settings.recording.root
+    for name in ("old", "live", "queued", "busy"):
+        (recordings / name).mkdir(parents=True)
+        (recordings / name / "manifest.json").write_text("{}")
+        os.utime(recordings / name / "manifest.json", (old, old))
+    (recordings / "live" / "heartbeat").write_text("")
+    for name in ("queued", "busy"):
+        (recordings / name / "queued.json").write_text("{}")
+    if settings.storage.url is None:
+        staged = settings.data_dir / "objects" / ".tmp" / "x.part"
+        staged.write_bytes(b"x")
+        os.utime(staged, (time.time() - 1800, time.time() - 1800))
+    else:
+        bucket, prefix = settings.storage.url[len("s3://") :].split("/", 1)
+        client = boto3.client("s3", endpoint_url=settings.storage.s3_endpoint)
+        client.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/vod/big.ts")
+
+    assert cli_orphans(settings, "--json") == 0
+    found = {
+        (o["kind"], Path(o["target"]).name) for o in json.loads(capsys.readouterr().out)["orphans"]
+    }
+    expected = {
+        ("no_manifest", "nomaster"),
+        ("no_metadata", "nometa"),
+        ("missing_segments", "broken"),
+        ("recording", "old"),
+        ("stale_upload", "x.part" if settings.storage.url is None else "big.ts"),
+    }
+    assert found == expected and not audit_lines(caplog)
+    assert cli_orphans(settings, "--apply") == 0
+    assert len(audit_lines(caplog)) == len(expected)
+    assert cli_orphans(settings, "--json") == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["orphans"] == []
+    for sid in ("nomaster", "nometa", "broken"):
+        assert tiers(settings, sid) == {}
+    assert len(tiers(settings, "ok")) == 7 and len(tiers(settings, "busy")) == 6
+    assert sorted(p.name for p in recordings.iterdir()) == ["busy", "live", "queued"]
+
+
+def cli_orphans(settings: Settings, *argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="sfu")
+    add_parsers(parser.add_subparsers(dest="command"))
+    return orphans.main(parser.parse_args(["lifecycle", "orphans", *argv]), settings)

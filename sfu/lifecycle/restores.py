@@ -52,6 +52,12 @@ def restore_counts(state_path: Path) -> RestoreCounts:
     return RestoreCounts(states.count("pending"), states.count("failed"), states.count("done"))
 
 
+def restore_metrics(data_dir: Path) -> dict[str, int]:
+    """`restores_pending` and `restores_failed` for the analytics exporter."""
+    counts = restore_counts(state_path_for(data_dir))
+    return {"restores_pending": counts.pending, "restores_failed": counts.failed}
+
+
 def _read(path: Path) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text())

@@ -1,7 +1,7 @@
 """The lifecycle's audit trail: one line per object changed, on the `sfu.lifecycle.audit`
 logger, e.g. `tier session=s1 key=vod/sessions/s1/master.m3u8 from=Standard
 to=InfrequentAccess` or `delete session=s1 key=... from=Archive to=deleted`. The fields are
-also given as log record extras (`action`, `session`, `key`, `from_tier`, `to_tier`), which the
+also given as log record extras (`action`, `session_id`, `key`, `from_tier`, `to_tier`), which the
 JSON log format prints."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def audit_change(session_id: str, key: str, from_tier: str, to_tier: str) -> Non
         to_tier,
         extra={
             "action": f"lifecycle.{action}",
-            "session": session_id,
+            "session_id": session_id,
             "key": key,
             "from_tier": from_tier,
             "to_tier": to_tier,

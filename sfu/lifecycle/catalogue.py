@@ -126,7 +126,7 @@ class FactsReader:
             data = json.loads(path.read_text())
             return Remembered(
                 datetime.fromisoformat(data["published_at"]),
-                "state",
+                f"state ({data.get('published_from', '?')})",
                 tuple(data.get("mentee_ids", ())),
                 data.get("mentor_id"),
             )

@@ -52,7 +52,8 @@ class SessionFacts:
     session_id: str
     published_at: datetime
     published_from: str
-    """Where published_at came from: "metadata.ended_at", "state" or "master.last_modified"."""
+    """Where published_at came from: "metadata.ended_at" or "master.last_modified", as
+    "state (...)" when remembered from an earlier run."""
     plays_in_window: int
     mentee_watched_days_ago: float | None
     """Days since a mentee last played it (None: never, as far as the recent plays reach)."""

@@ -111,7 +111,10 @@ async def _explain(args: argparse.Namespace, settings: Settings, now: datetime) 
     print(f"  published   {found['published_at']} (from {found['published_from']})")
     print(f"  age         {decision['age_days']:.1f} days -> {decision['age_tier'] or 'delete'}")
     print(f"  plays       {found['plays_in_window']} in the hot window (hot: {decision['hot']})")
-    print(f"  mentee      last watched {found['mentee_watched_days_ago']} days ago")
+    days = found["mentee_watched_days_ago"]
+    print(
+        f"  mentee      {'never watched' if days is None else f'last watched {days:.1f} days ago'}"
+    )
     print(f"  mentor      {found['mentor_id']}: {found['mentor_plays']} plays")
     print(
         f"  score       {decision['score']:.2f} = mentee {decision['mentee_score']:.2f} + "

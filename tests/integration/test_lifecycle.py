@@ -149,7 +149,7 @@ def test_popular_session_stays_hot_and_explain_says_why(
     explained = json.loads(capsys.readouterr().out)
     assert explained["decision"]["mentee_score"] == 1.0
     assert explained["decision"]["target"] == "InfrequentAccess"
-    assert explained["published_from"] in ("metadata.ended_at", "state")
+    assert explained["published_from"] in ("metadata.ended_at", "state (metadata.ended_at)")
     assert cli(settings, "explain", "hot", "--now", now.isoformat()) == 0
     assert "3 in the hot window (hot: True)" in capsys.readouterr().out
     assert cli(settings, "explain", "nope") == 1

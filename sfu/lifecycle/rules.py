@@ -15,9 +15,9 @@ Smart tiering, applied to the age tier (never to a deletion):
     mentee = 1.0 if a mentee of the session (metadata.json participants with role "mentee")
              played it within `MENTEE_WINDOW_DAYS` before the evaluation date, else 0.0;
     mentor = min(1.0, mentor_plays / MENTOR_POPULAR_PLAYS), mentor_plays being the plays in
-             the hot window of the other sessions of the same mentor (counted while the run
-             streams the catalogue: the sessions before this one in key order, plus the
-             previous run's totals).
+             the hot window of the mentor's sessions, counted while the run streams the
+             catalogue: the larger of this run's count so far (the mentor's sessions before
+             this one in key order) and the previous run's total (all of them).
   `score >= LIKELY_SCORE` means a re-watch is likely: the session stays one tier warmer than
   its age says (Archive -> InfrequentAccess, InfrequentAccess -> Standard).
 """

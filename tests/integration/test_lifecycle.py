@@ -285,3 +285,32 @@ def cli_orphans(settings: Settings, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="sfu")
     add_parsers(parser.add_subparsers(dest="command"))
     return orphans.main(parser.parse_args(["lifecycle", "orphans", *argv]), settings)
+
+
+def test_big_objects_change_tier_too(settings: Settings) -> None:
+    """At or over the S3 multipart threshold a tier change is a multipart copy (the way
+    objects over 5 GiB move); content type and cache control survive it."""
+    if settings.storage.url is not None:
+        settings = load_settings(
+            data_dir=settings.data_dir,
+            storage_url=settings.storage.url,
+            s3_endpoint=settings.storage.s3_endpoint,
+            s3_multipart_threshold_mb=5,
+            s3_multipart_chunk_mb=5,
+        )
+    big = b"\x47" * (6 * 1024 * 1024)
+
+    async def work(store: ObjectStore) -> None:
+        await publish_fake(store, "big", PUBLISHED.isoformat())
+        key = "vod/sessions/big/720p/2.ts"
+        await store.put(key, big, content_type="video/mp2t", cache_control="public, immutable")
+
+    with_store(settings, work)
+    assert cli(settings, "run", "--now", at(40), "--no-progress") == 0
+    assert set(tiers(settings, "big").values()) == {Tier.INFREQUENT_ACCESS}
+
+    async def head(store: ObjectStore) -> tuple[int, str | None, str | None]:
+        info = await store.head("vod/sessions/big/720p/2.ts")
+        return info.size, info.content_type, info.cache_control
+
+    assert with_store(settings, head) == (len(big), "video/mp2t", "public, immutable")

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sfu.analytics.plays import MemoryPlayStore, Play
 from sfu.config.settings import load_settings
-from sfu.lifecycle.catalogue import sessions
+from sfu.lifecycle.catalogue import FactsReader, sessions
 from sfu.lifecycle.rules import Action, SessionFacts, decide
 from sfu.storage import LocalStore, ObjectArchived, Tier
 from sfu.storage.base import RestoreState
@@ -99,3 +100,23 @@ async def test_sessions_are_grouped_while_streaming(tmp_path: Path) -> None:
     assert found == [("a", 7), ("b", 7)]
     ordered = [o.key.rsplit("/", 1)[-1] async for s in sessions(store, "a") for o in s.ordered()]
     assert ordered[-1] == "master.m3u8" and ordered[:3] == ["0.ts", "0.ts", "1.ts"]
+
+
+async def test_mentor_plays_are_counted_while_streaming(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    for sid in ("a", "b"):
+        await publish_fake(store, sid, "2026-01-01T00:00:00+00:00", mentee=f"mentee-{sid}")
+    plays = MemoryPlayStore()
+    now = PUBLISHED + timedelta(days=100)
+    await plays.record(Play("a", now.timestamp() - 3600.0 * i) for i in range(1, 11))
+    reader = FactsReader(store, plays, tmp_path / "state", CFG.hot_window_days)
+    found = {s.session_id: await reader.facts(s, now) async for s in sessions(store)}
+    a, b = found["a"], found["b"]
+    assert a is not None and b is not None
+    assert (a.plays_in_window, a.mentor_plays) == (10, 0)  # "a" comes first in key order
+    assert (b.plays_in_window, b.mentor_plays, b.mentor_id) == (0, 10, "mentor-1")
+    assert decide(b, now, CFG).target is Tier.STANDARD  # one warmer than InfrequentAccess
+    reader.save_mentors()
+    again = FactsReader(store, plays, tmp_path / "state", CFG.hot_window_days)
+    (first,) = [await again.facts(s, now) async for s in sessions(store, "a")]
+    assert first is not None and first.mentor_plays == 10  # the previous run's total

@@ -9,7 +9,8 @@ segments and index playlists, metadata.json last.
 Idempotent and resumable: an object already in its target tier is skipped (its tier comes
 with the listing), so a run killed half-way and run again changes each object once. Leaving
 Archive needs a restored copy: an archived session that should be warmer gets a restore asked
-(`restores.RestoreTracker`) and moves on the first run after the copy is readable.
+(`restores.RestoreTracker`, on the real clock whatever `--now` says) and moves on the first
+run after the copy is readable.
 
 Each change is one audit line on the `sfu.lifecycle.audit` logger (see `audit`).
 """
@@ -20,6 +21,7 @@ import asyncio
 import functools
 import logging
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -133,7 +135,7 @@ class LifecycleRun:
             raise self._failure
         if not self.dry_run:
             self.facts.save_mentors()
-            await self.restores.poll(self.store, now.timestamp())
+            await self.restores.poll(self.store)  # restores are real: the real clock
         return self.summary
 
     async def _one(self, session: SessionObjects, now: datetime) -> None:
@@ -195,7 +197,7 @@ class LifecycleRun:
         if all(s is RestoreState.RESTORED for s in states):
             return True
         if not self.dry_run:
-            await self.restores.request(self.store, session.session_id, now.timestamp())
+            await self.restores.request(self.store, session.session_id, time.time())
         self.summary.restores_asked += 1
         self.summary.skipped += len(archived)
         return False

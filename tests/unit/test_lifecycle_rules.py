@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import pytest
 from sfu.analytics.plays import MemoryPlayStore, Play
 from sfu.config.settings import load_settings
 from sfu.lifecycle.catalogue import FactsReader, sessions
+from sfu.lifecycle.engine import Progress, RunSummary
 from sfu.lifecycle.rules import Action, SessionFacts, decide
+from sfu.lifecycle.run_command import parse_now
 from sfu.storage import LocalStore, ObjectArchived, Tier
 from sfu.storage.base import RestoreState
 from sfu.storage.s3 import restore_state_of
@@ -120,3 +123,29 @@ async def test_mentor_plays_are_counted_while_streaming(tmp_path: Path) -> None:
     again = FactsReader(store, plays, tmp_path / "state", CFG.hot_window_days)
     (first,) = [await again.facts(s, now) async for s in sessions(store, "a")]
     assert first is not None and first.mentor_plays == 10  # the previous run's total
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_only_on_a_terminal() -> None:
+    summary = RunSummary(sessions=2, objects_seen=14, changed=7)
+    tty, pipe = _Tty(), io.StringIO()
+    for out in (tty, pipe):
+        progress = Progress(True, out)
+        progress.update(summary)
+        progress.done()
+    assert tty.getvalue() == "\rlifecycle: 2 sessions, 14 objects, 7 moved, 0 deleted\n"
+    assert pipe.getvalue() == ""
+    off = _Tty()
+    Progress(False, off).update(summary)
+    assert off.getvalue() == ""
+
+
+def test_now_is_rfc3339_or_utc() -> None:
+    assert parse_now("2027-01-01T00:00:00Z") == datetime(2027, 1, 1, tzinfo=UTC)
+    assert parse_now("2027-01-01") == datetime(2027, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        parse_now("yesterday")

@@ -153,6 +153,13 @@ def test_popular_session_stays_hot_and_explain_says_why(
     assert cli(settings, "explain", "hot", "--now", now.isoformat()) == 0
     assert "3 in the hot window (hot: True)" in capsys.readouterr().out
     assert cli(settings, "explain", "nope") == 1
+    # "cold" becomes popular: its restore is asked, and once readable it returns to Standard.
+    later = now + timedelta(days=1)
+    asyncio.run(plays.record(Play("cold", later.timestamp() - i * day) for i in range(3)))
+    assert cli(settings, "run", "--now", later.isoformat(), "--json", "--no-progress") == 0
+    assert json.loads(capsys.readouterr().out)["restores_asked"] == 1
+    assert cli(settings, "run", "--now", later.isoformat(), "--no-progress") == 0
+    assert set(tiers(settings, "cold").values()) == {Tier.STANDARD}
 
 
 def test_killed_run_resumes_without_double_work(

@@ -15,6 +15,12 @@ CONTEXT_FIELDS = (
     "outcome",
     "actor",
     "ip",
+    "session_id",
+    "key",
+    "from_tier",
+    "to_tier",
+    "kind",
+    "target",
 )
 
 

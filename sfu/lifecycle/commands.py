@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import importlib
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sfu.config.settings import Settings
+
+if TYPE_CHECKING:
+    from argparse import _SubParsersAction
 
 _RUNNERS = {
     ("lifecycle", "run"): "sfu.lifecycle.run_command",
@@ -28,7 +31,7 @@ class _Runner(Protocol):
     def main(self, args: argparse.Namespace, settings: Settings) -> int: ...
 
 
-def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parsers(sub: _SubParsersAction[argparse.ArgumentParser]) -> None:
     lifecycle = sub.add_parser(
         "lifecycle", help="tier, restore, report on and clean up the published VOD sessions"
     )

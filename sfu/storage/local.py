@@ -10,11 +10,18 @@ A put writes the data to a temp file, fsyncs it, renames it over the object
 folders. A crash leaves either the old object or the new one, never a partial file; a crash
 between the two renames leaves the new data with the old sidecar (head then reports the old
 content type). Temp files older than an hour are removed when a store is opened.
+
+Archive is a flag in the sidecar: `get` of an archived object raises ObjectArchived unless it
+is restored. `restore` writes a `restore` entry into the sidecar: the copy is readable from
+`ready_at` (now + `restore_delay_s`, 0 by default: at once; a delay imitates the hours a
+cloud restore takes) until `expires_at` (now + the hours asked). Any tier change or put
+drops the entry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import hashlib
 import json
@@ -22,13 +29,14 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sfu.storage.base import (
     InvalidKey,
+    ObjectArchived,
     ObjectInfo,
     ObjectNotFound,
     RestoreState,
@@ -50,8 +58,16 @@ DEFAULT_CONTENT_TYPE = "application/octet-stream"
 class LocalStore:
     """An ObjectStore on the local filesystem."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        restore_delay_s: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = Path(root).resolve()
+        self.restore_delay_s = restore_delay_s
+        self._clock = clock
         self._tmp = self.root / TMP_DIR
         self._meta = self.root / META_DIR
         try:
@@ -177,6 +193,11 @@ class LocalStore:
 
     def _get(self, key: str) -> bytes:
         path = self._path(key)
+        if path.is_file() and self._restore_state(key) in (
+            RestoreState.ARCHIVED,
+            RestoreState.PENDING,
+        ):
+            raise ObjectArchived(key)
         try:
             return path.read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -234,10 +255,49 @@ class LocalStore:
         meta = self._read_meta(key)
         meta.update(tier=tier.value, content_type=info.content_type, etag=info.etag)
         meta.setdefault("cache_control", info.cache_control)
+        meta.pop("restore", None)
         try:
             self._write_atomic(self._meta_path(key), json.dumps(meta).encode())
         except OSError as exc:
             raise StorageError(f"cannot set the tier of {key!r}: {exc}") from exc
+
+    def _restore_state(self, key: str) -> RestoreState:
+        info = self._head(key)
+        if info.tier is not Tier.ARCHIVE:
+            return RestoreState.NOT_ARCHIVED
+        entry = self._read_meta(key).get("restore")
+        if not isinstance(entry, dict):
+            return RestoreState.ARCHIVED
+        now = self._clock()
+        if now >= float(entry.get("expires_at", 0.0)):
+            return RestoreState.ARCHIVED
+        if now < float(entry.get("ready_at", 0.0)):
+            return RestoreState.PENDING
+        return RestoreState.RESTORED
+
+    def _restore(self, key: str, hours: int) -> None:
+        if self._restore_state(key) is not RestoreState.ARCHIVED:
+            return  # readable, or a restore already pending / done
+        now = self._clock()
+        meta = self._read_meta(key)
+        meta["restore"] = {
+            "requested_at": now,
+            "ready_at": now + self.restore_delay_s,
+            "expires_at": now + self.restore_delay_s + hours * 3600.0,
+        }
+        try:
+            self._write_atomic(self._meta_path(key), json.dumps(meta).encode())
+        except OSError as exc:
+            raise StorageError(f"cannot restore {key!r}: {exc}") from exc
+
+    def stale_temp_files(self, before: float) -> builtins.list[Path]:
+        """Staged writes (this store's incomplete uploads) last touched before `before`."""
+        found = []
+        for entry in sorted(self._tmp.iterdir()):
+            with contextlib.suppress(OSError):
+                if entry.stat().st_mtime < before:
+                    found.append(entry)
+        return found
 
     # --- the ObjectStore interface ----------------------------------------------------------
 
@@ -286,10 +346,12 @@ class LocalStore:
         await asyncio.to_thread(self._set_tier, key, Tier(tier))
 
     async def restore(self, key: str, *, hours: int = 24) -> None:
-        raise StorageError("restore is not implemented yet")  # issue 15, in progress
+        self._path(key)
+        await asyncio.to_thread(self._restore, key, hours)
 
     async def restore_state(self, key: str) -> RestoreState:
-        raise StorageError("restore_state is not implemented yet")  # issue 15, in progress
+        self._path(key)
+        return await asyncio.to_thread(self._restore_state, key)
 
     async def close(self) -> None:
         return None

@@ -28,11 +28,17 @@ multipart copy (UploadPartCopy, server side, in parts of `multipart_chunksize`);
 upload does not take the source's metadata, so content type, cache control and user metadata
 are read first and given again. An archived object cannot be read or copied until restored:
 both raise ObjectArchived.
+
+`restore` is RestoreObject for whole days (hours rounded up, at least one); asking again while
+one is under way is not an error. `restore_state` reads head_object: a storage class other
+than GLACIER/DEEP_ARCHIVE is not archived; no `Restore` header is archived;
+`ongoing-request="true"` is pending; `ongoing-request="false", expiry-date=...` is restored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import io
 import logging
@@ -336,13 +342,68 @@ class S3Store:
             future.result()
 
     async def restore(self, key: str, *, hours: int = 24) -> None:
-        raise StorageError("restore is not implemented yet")  # issue 15, in progress
+        if await self.restore_state(key) is not RestoreState.ARCHIVED:
+            return
+        full = self._full(key)
+        days = max(1, -(-hours // 24))
+
+        def blocking() -> None:
+            try:
+                self._client.restore_object(
+                    Bucket=self.bucket, Key=full, RestoreRequest={"Days": days}
+                )
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                if code != "RestoreAlreadyInProgress":
+                    raise
+
+        await self._call(key, "restore", blocking)
+        logger.info("object %s/%s: restore asked for %d day(s)", self.bucket, full, days)
 
     async def restore_state(self, key: str) -> RestoreState:
-        raise StorageError("restore_state is not implemented yet")  # issue 15, in progress
+        full = self._full(key)
+        response = await self._call(
+            key, "head", lambda: self._client.head_object(Bucket=self.bucket, Key=full)
+        )
+        if Tier.from_s3_storage_class(response.get("StorageClass")) is not Tier.ARCHIVE:
+            return RestoreState.NOT_ARCHIVED
+        return restore_state_of(response.get("Restore"))
+
+    def stale_uploads(self, before: datetime) -> builtins.list[tuple[str, str, datetime]]:
+        """(key, upload id, initiated) of the incomplete multipart uploads begun before
+        `before` under this store's prefix (blocking)."""
+        found: builtins.list[tuple[str, str, datetime]] = []
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.prefix:
+            kwargs["Prefix"] = self.prefix + "/"
+        while True:
+            page = self._client.list_multipart_uploads(**kwargs)
+            for upload in page.get("Uploads", []):
+                initiated = _utc(upload["Initiated"])
+                if initiated < before:
+                    found.append((self._relative(upload["Key"]), upload["UploadId"], initiated))
+            if not page.get("IsTruncated"):
+                return found
+            kwargs["KeyMarker"] = page.get("NextKeyMarker", "")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one incomplete multipart upload (blocking)."""
+        self._client.abort_multipart_upload(
+            Bucket=self.bucket, Key=self._full(key), UploadId=upload_id
+        )
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
+
+
+def restore_state_of(header: str | None) -> RestoreState:
+    """The state an archived object's `Restore` header (x-amz-restore) says."""
+    if not header:
+        return RestoreState.ARCHIVED
+    if 'ongoing-request="true"' in header:
+        return RestoreState.PENDING
+    return RestoreState.RESTORED
 
 
 def _utc(value: datetime) -> datetime:

@@ -59,7 +59,7 @@ async def test_content_type_cache_control_and_tier_kept(store: LocalStore) -> No
     assert head.cache_control == "public, max-age=604800, immutable"
     assert head.tier is Tier.INFREQUENT_ACCESS
     assert await store.get_tier(key) is Tier.INFREQUENT_ACCESS
-    for tier in (Tier.ARCHIVE, Tier.STANDARD, Tier.ARCHIVE):
+    for tier in (Tier.ARCHIVE, Tier.STANDARD, Tier.ARCHIVE, Tier.INFREQUENT_ACCESS):
         await store.set_tier(key, tier)
         assert await store.get_tier(key) is tier
     head = await store.head(key)

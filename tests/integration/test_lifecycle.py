@@ -1,323 +1,211 @@
-"""`sfu lifecycle run | explain | restore` on the local store and on moto's S3 server."""
+"""Process-level behaviour: draining on SIGTERM, handshake timeouts, junk on media ports,
+no decoder threads, nothing left behind, Redis readiness."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import logging
 import os
+import signal
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
+import aiohttp
 import pytest
 
-from sfu.analytics.plays import MemoryPlayStore, Play
-from sfu.config.settings import Settings, load_settings
-from sfu.lifecycle import orphans, run_command
-from sfu.lifecycle.commands import add_parsers
-from sfu.lifecycle.engine import LifecycleRun
-from sfu.storage import ObjectNotFound, ObjectStore, Tier, store_from_settings
-from sfu.storage.base import RestoreState
-from tests.support.lifecycle import moto_server, publish_fake, session_keys
-
-BUCKET = "cotept-lifecycle"
-PUBLISHED = datetime(2026, 1, 1, 12, tzinfo=UTC)
+from sfu.client.client import SfuClient
+from sfu.media.seams import client_peer_connection
+from sfu.testing.process import SfuProcess, make_sfu, redis_server
+from tests.support.rooms import LOOPBACK, Join, camera, create_room, metric, microphone
 
 
-class Killed(Exception):
-    """A kill, simulated in the middle of a run."""
+def thread_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
+@pytest.fixture
+def quick_sfu() -> Iterator[SfuProcess]:
+    server = make_sfu(46500, 46520, name="sfu-quick", SFU_ICE_TIMEOUT_S="2")
+    server.start()
+    yield server
+    server.stop()
 
 
-@pytest.fixture(params=["local", "s3"])
-def settings(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Settings:
-    if request.param == "local":
-        return load_settings(data_dir=tmp_path)
-    endpoint = request.getfixturevalue("moto_endpoint")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    prefix = request.node.name.replace("[", "-").rstrip("]")
-    return load_settings(
-        data_dir=tmp_path, storage_url=f"s3://{BUCKET}/{prefix}", s3_endpoint=endpoint
+async def test_no_decoder_or_encoder_threads_and_nothing_left_behind(
+    sfu: SfuProcess, join: Join
+) -> None:
+    # Recording muxes in worker threads of its own (no decoding either); this test is about
+    # the forwarding path, so the room is not recorded.
+    room = await create_room(sfu, record=False)
+    baseline_threads = thread_count(sfu.pid)
+    baseline_tasks = await metric(sfu, "sfu_asyncio_tasks")
+    clients = [await join(room["room_id"], role) for role in ("mentor", "mentee", "observer")]
+    for client in clients[:2]:
+        await client.publish({camera(): "camera", microphone(): "microphone"})
+    for client in clients:
+        await client.wait_frames(lambda i: i.kind == "video", 30, timeout=30)
+    # 4 received tracks and 8 forwarded ones: stock aiortc would run a decoder thread per
+    # received track and encode in executor threads for each forwarded video.
+    assert thread_count(sfu.pid) <= baseline_threads + 1
+
+    async with aiohttp.ClientSession() as http:
+        await http.delete(f"{sfu.url}/rooms/{room['room_id']}", headers=sfu.service_headers())
+    for client in clients:
+        await client.wait_closed(10)
+    tasks = baseline_tasks + 100
+    for _ in range(50):
+        tasks = await metric(sfu, "sfu_asyncio_tasks")
+        if tasks <= baseline_tasks:
+            break
+        await asyncio.sleep(0.1)
+    assert tasks <= baseline_tasks, f"{tasks} tasks alive, {baseline_tasks} before the room"
+    assert await metric(sfu, "sfu_media_ports_in_use") == 0
+
+
+async def test_handshake_that_never_completes_is_torn_down(quick_sfu: SfuProcess) -> None:
+    room = await create_room(quick_sfu)
+    client = await SfuClient.connect(
+        quick_sfu.ws_url, quick_sfu.token(str(room["room_id"]), "ghost", "mentor"), ice=LOOPBACK
     )
-
-
-def cli(settings: Settings, *argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="sfu")
-    add_parsers(parser.add_subparsers(dest="command"))
-    return run_command.main(parser.parse_args(["lifecycle", *argv]), settings)
-
-
-def at(days: int) -> str:
-    return (PUBLISHED + timedelta(days=days)).isoformat()
-
-
-async def _with_store(settings: Settings, work: object) -> object:
-    store = store_from_settings(settings)
     try:
-        return await work(store)  # type: ignore[operator]
+        # Offer, then vanish: the SFU's ICE checks are never answered.
+        pc = client_peer_connection(LOOPBACK)
+        pc.addTransceiver(camera(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        offer_sdp = pc.localDescription.sdp
+        track_id = pc.getTransceivers()[0].sender.track.id
+        await pc.close()
+        await client.send(
+            {"type": "publish_offer", "sdp": offer_sdp, "sources": {track_id: "camera"}}
+        )
+        await client.wait_for("publish_answer", timeout=10)
+        started = time.monotonic()
+        error = await client.wait_for("error", timeout=20)
+        assert error["error"]["code"] == "ice_failed"
+        assert await client.wait_closed(10) == 1011
+        assert time.monotonic() - started < 15
+        assert await metric(quick_sfu, "sfu_media_ports_in_use") == 0
     finally:
-        await store.close()
+        await client.close()
 
 
-def with_store(settings: Settings, work: object) -> object:
-    return asyncio.run(_with_store(settings, work))
+async def test_junk_on_media_ports_is_dropped_quietly(quick_sfu: SfuProcess, join: Join) -> None:
+    room = await create_room(quick_sfu)
+    mentor = await join(room["room_id"], "mentor", server=quick_sfu)
+    mentee = await join(room["room_id"], "mentee", server=quick_sfu)
+    await mentor.publish({camera(): "camera"})
+    info = await mentee.wait_frames(lambda i: i.kind == "video", 10, timeout=30)
+    log_before = quick_sfu.log_path.read_text()
+    junk = [
+        b"",
+        b"\x00",
+        b"\x00\x01\x00",
+        b"\x01\x01\x00\x08" + b"\x21\x12\xa4\x42" + b"x" * 12,
+        b"\x16\xfe\xfd" + b"\x00" * 40,
+        b"\x80\x60" + os.urandom(30),
+        os.urandom(200),
+    ]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for port in range(quick_sfu.rtc_min, quick_sfu.rtc_max + 1):
+            for _ in range(20):
+                for datagram in junk:
+                    sock.sendto(datagram, ("127.0.0.1", port))
+            await asyncio.sleep(0)
+    finally:
+        sock.close()
+    await mentee.wait_frames(lambda i: i.kind == "video", info.frames + 60, timeout=20)
+    added = quick_sfu.log_path.read_text()[len(log_before) :]
+    assert "Traceback" not in added
+    assert await metric(quick_sfu, "sfu_ice_junk_datagrams_total") > 0
 
 
-def publish(settings: Settings, *session_ids: str) -> None:
-    async def work(store: ObjectStore) -> None:
-        for sid in session_ids:
-            await publish_fake(store, sid, PUBLISHED.isoformat(), mentee=f"mentee-{sid}")
-
-    with_store(settings, work)
-
-
-def tiers(settings: Settings, session_id: str) -> dict[str, Tier]:
-    async def work(store: ObjectStore) -> dict[str, Tier]:
-        return {i.key: i.tier async for i in store.list(f"vod/sessions/{session_id}/")}
-
-    found = with_store(settings, work)
-    assert isinstance(found, dict)
-    return found
-
-
-def audit_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "sfu.lifecycle.audit"]
-
-
-def test_session_moves_at_31_366_and_is_gone_at_2556(
-    settings: Settings, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
-) -> None:
-    caplog.set_level(logging.INFO, logger="sfu.lifecycle.audit")
-    publish(settings, "s1")
-    keys = session_keys("s1")
-    assert cli(settings, "run", "--now", at(30), "--no-progress") == 0
-    assert set(tiers(settings, "s1").values()) == {Tier.STANDARD} and not audit_lines(caplog)
-    assert cli(settings, "run", "--dry-run", "--now", at(31), "--json") == 0
-    dry = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert dry["changed"] == len(keys) and set(tiers(settings, "s1").values()) == {Tier.STANDARD}
-    assert cli(settings, "run", "--now", at(31), "--json", "--no-progress") == 0
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["changed"] == len(keys) and summary["sessions_by_target"] == {
-        "InfrequentAccess": 1
-    }
-    assert set(tiers(settings, "s1").values()) == {Tier.INFREQUENT_ACCESS}
-    lines = audit_lines(caplog)
-    assert len(lines) == len(keys) and "key=vod/sessions/s1/master.m3u8" in lines[-1]
-    assert "from=Standard to=InfrequentAccess" in lines[0]
-    assert cli(settings, "run", "--now", at(32), "--no-progress") == 0
-    assert len(audit_lines(caplog)) == len(keys)  # nothing to do twice
-    assert cli(settings, "run", "--now", at(366), "--no-progress") == 0
-    assert set(tiers(settings, "s1").values()) == {Tier.ARCHIVE}
-    assert cli(settings, "run", "--now", at(2556), "--no-progress") == 0
-    assert tiers(settings, "s1") == {}
-    deletes = [line for line in audit_lines(caplog) if line.startswith("delete ")]
-    assert len(deletes) == len(keys) and "master.m3u8" in deletes[0]
-    assert "metadata.json" in deletes[-1]
+async def test_first_sigterm_drains_second_forces(join: Join) -> None:
+    server = make_sfu(46600, 46610, name="sfu-drain", SFU_DRAIN_TIMEOUT_S="30")
+    server.start()
+    try:
+        room = await create_room(server)
+        client = await join(room["room_id"], "mentor", server=server)
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        async with aiohttp.ClientSession() as http:
+            status = 200
+            for _ in range(50):
+                status = (await http.get(server.url + "/ready")).status
+                if status == 503:
+                    break
+                await asyncio.sleep(0.1)
+            assert status == 503
+            assert (await http.get(server.url + "/health")).status == 200
+            refused = await http.post(
+                server.url + "/rooms", json={}, headers=server.service_headers()
+            )
+            assert refused.status == 503
+            assert (await refused.json())["error"]["code"] == "draining"
+        await client.ping()  # the room in progress goes on
+        assert server.proc.poll() is None
+        server.proc.send_signal(signal.SIGTERM)
+        closed = await client.wait_for("room_closed", timeout=10)
+        assert closed["reason"] == "node_shutdown"
+        assert server.proc.wait(10) == 0
+    finally:
+        server.stop()
 
 
-def test_popular_session_stays_hot_and_explain_says_why(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    publish(settings, "hot", "cold", "kept")
-    plays = MemoryPlayStore()
-    now = PUBLISHED + timedelta(days=400)
-    day = 86_400.0
-    asyncio.run(plays.record(Play("hot", now.timestamp() - i * day) for i in range(1, 4)))
-    asyncio.run(plays.record([Play("kept", now.timestamp() - 2 * day, "mentee-kept")]))
-    monkeypatch.setattr(run_command, "open_plays", lambda _settings: plays)
-    assert cli(settings, "run", "--now", now.isoformat(), "--no-progress") == 0
-    assert set(tiers(settings, "hot").values()) == {Tier.STANDARD}
-    assert set(tiers(settings, "kept").values()) == {Tier.INFREQUENT_ACCESS}
-    assert set(tiers(settings, "cold").values()) == {Tier.ARCHIVE}
-    capsys.readouterr()
-    assert cli(settings, "explain", "kept", "--now", now.isoformat(), "--json") == 0
-    explained = json.loads(capsys.readouterr().out)
-    assert explained["decision"]["mentee_score"] == 1.0
-    assert explained["decision"]["target"] == "InfrequentAccess"
-    assert explained["published_from"] in ("metadata.ended_at", "state (metadata.ended_at)")
-    assert cli(settings, "explain", "hot", "--now", now.isoformat()) == 0
-    assert "3 in the hot window (hot: True)" in capsys.readouterr().out
-    assert cli(settings, "explain", "nope") == 1
-    # "cold" becomes popular: its restore is asked, and once readable it returns to Standard.
-    later = now + timedelta(days=1)
-    asyncio.run(plays.record(Play("cold", later.timestamp() - i * day) for i in range(3)))
-    assert cli(settings, "run", "--now", later.isoformat(), "--json", "--no-progress") == 0
-    assert json.loads(capsys.readouterr().out)["restores_asked"] == 1
-    assert cli(settings, "run", "--now", later.isoformat(), "--no-progress") == 0
-    assert set(tiers(settings, "cold").values()) == {Tier.STANDARD}
+@pytest.fixture
+def redis_port() -> Iterator[int]:
+    with redis_server() as port:
+        yield port
 
 
-def test_killed_run_resumes_without_double_work(
-    settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="sfu.lifecycle.audit")
-    publish(settings, "k1", "k2", "k3")
-    changed = [0]
-
-    def kill_after_10(_key: str) -> None:
-        if changed[0] == 10:
-            raise Killed  # the process dies here: nothing after this key is done
-        changed[0] += 1
-
-    async def run(store: ObjectStore, hook: object) -> None:
-        engine = LifecycleRun(
-            store,
-            MemoryPlayStore(),
-            settings.lifecycle,
-            settings.data_dir / "lifecycle",
-            before_change=hook,  # type: ignore[arg-type]
-        )
-        await engine.run(PUBLISHED + timedelta(days=31))
-
-    with pytest.raises(Killed):
-        with_store(settings, lambda store: run(store, kill_after_10))
-    first = audit_lines(caplog)
-    assert 0 < len(first) <= 10
-    with_store(settings, lambda store: run(store, None))
-    lines = audit_lines(caplog)
-    keys = [k for sid in ("k1", "k2", "k3") for k in session_keys(sid)]
-    assert sorted(line.split(" key=")[1].split(" ")[0] for line in lines) == sorted(keys)
-    for sid in ("k1", "k2", "k3"):
-        assert set(tiers(settings, sid).values()) == {Tier.INFREQUENT_ACCESS}
+async def test_ready_follows_redis(redis_port: int) -> None:
+    server = make_sfu(46700, 46710, name="sfu-redis", REDIS_URL=f"redis://127.0.0.1:{redis_port}/0")
+    server.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            assert (await http.get(server.url + "/ready")).status == 200
+            # stop Redis: readiness must drop, liveness must not
+            subprocess.run(["redis-cli", "-p", str(redis_port), "shutdown", "nosave"], check=False)
+            response = await http.get(server.url + "/ready")
+            assert response.status == 503
+            assert "redis" in (await response.json())["error"]["message"]
+            assert (await http.get(server.url + "/health")).status == 200
+    finally:
+        server.stop()
 
 
-def test_restore_of_an_archived_session(
-    settings: Settings, capsys: pytest.CaptureFixture[str]
-) -> None:
-    publish(settings, "r1")
-    assert cli(settings, "run", "--now", at(400), "--no-progress") == 0
-    assert set(tiers(settings, "r1").values()) == {Tier.ARCHIVE}
+def test_sfu_token_cli_mints_working_tokens(tmp_path: Path) -> None:
+    env = {**os.environ, "SFU_JWT_SECRET": "cli-test-secret-0123456789abcdefghij"}
+    out = subprocess.run(
+        ["sfu", "token", "--room", "r1", "--user", "u1", "--role", "mentor", "--name", "Kim"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    from sfu.api.tokens import verify_participant_token, verify_service_token
 
-    async def states(store: ObjectStore) -> set[RestoreState]:
-        return {await store.restore_state(k) for k in session_keys("r1")}
-
-    assert with_store(settings, states) == {RestoreState.ARCHIVED}
-    capsys.readouterr()
-    assert cli(settings, "restore", "r1", "--wait") == 0
-    assert "restore done" in capsys.readouterr().out
-    assert with_store(settings, states) == {RestoreState.RESTORED}
-
-    async def read(store: ObjectStore) -> bytes:
-        return await store.get("vod/sessions/r1/master.m3u8")
-
-    assert with_store(settings, read) == b"#EXTM3U\n720p/index.m3u8\n360p/index.m3u8\n"
-    restores = json.loads((settings.data_dir / "lifecycle" / "restores.json").read_text())
-    assert restores["r1"]["state"] == "done"
-    assert cli(settings, "restore", "missing") == 1
-
-    async def gone(store: ObjectStore) -> None:
-        with pytest.raises(ObjectNotFound):
-            await store.head("vod/sessions/missing/master.m3u8")
-
-    with_store(settings, gone)
-
-
-def test_orphans_reported_then_deleted_live_work_untouched(
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    caplog.set_level(logging.INFO, logger="sfu.lifecycle.audit")
-    publish(settings, "ok", "broken")
-
-    async def work(store: ObjectStore) -> None:
-        await publish_fake(store, "nomaster", PUBLISHED.isoformat(), master=False)
-        await publish_fake(store, "nometa", PUBLISHED.isoformat(), metadata=False)
-        await publish_fake(store, "busy", PUBLISHED.isoformat(), master=False)
-        await store.delete("vod/sessions/broken/720p/0.ts")
-
-    with_store(settings, work)
-    capsys.readouterr()
-    assert cli_orphans(settings, "--json") == 0
-    assert json.loads(capsys.readouterr().out)["orphans"] == []  # all younger than an hour
-    monkeypatch.setattr(orphans, "PUBLISHING_GRACE_S", 0.0)
-    monkeypatch.setattr(orphans, "STALE_UPLOAD_S", -3600.0)  # every staged upload is stale
-    old = time.time() - 30 * 86_400
-    recordings = settings.recording.root
-    for name in ("old", "live", "queued", "busy"):
-        (recordings / name).mkdir(parents=True)
-        (recordings / name / "manifest.json").write_text("{}")
-        os.utime(recordings / name / "manifest.json", (old, old))
-    (recordings / "live" / "heartbeat").write_text("")
-    for name in ("queued", "busy"):
-        (recordings / name / "queued.json").write_text("{}")
-    if settings.storage.url is None:
-        staged = settings.data_dir / "objects" / ".tmp" / "x.part"
-        staged.write_bytes(b"x")
-        os.utime(staged, (time.time() - 1800, time.time() - 1800))
-    else:
-        bucket, prefix = settings.storage.url[len("s3://") :].split("/", 1)
-        client = boto3.client("s3", endpoint_url=settings.storage.s3_endpoint)
-        client.create_multipart_upload(Bucket=bucket, Key=f"{prefix}/vod/big.ts")
-
-    assert cli_orphans(settings, "--json") == 0
-    found = {
-        (o["kind"], Path(o["target"]).name) for o in json.loads(capsys.readouterr().out)["orphans"]
-    }
-    expected = {
-        ("no_manifest", "nomaster"),
-        ("no_metadata", "nometa"),
-        ("missing_segments", "broken"),
-        ("recording", "old"),
-        ("stale_upload", "x.part" if settings.storage.url is None else "big.ts"),
-    }
-    assert found == expected and not audit_lines(caplog)
-    assert cli_orphans(settings, "--apply") == 0
-    assert len(audit_lines(caplog)) == len(expected)
-    assert cli_orphans(settings, "--json") == 0
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["orphans"] == []
-    for sid in ("nomaster", "nometa", "broken"):
-        assert tiers(settings, sid) == {}
-    assert len(tiers(settings, "ok")) == 7 and len(tiers(settings, "busy")) == 6
-    assert sorted(p.name for p in recordings.iterdir()) == ["busy", "live", "queued"]
-
-
-def cli_orphans(settings: Settings, *argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="sfu")
-    add_parsers(parser.add_subparsers(dest="command"))
-    return orphans.main(parser.parse_args(["lifecycle", "orphans", *argv]), settings)
-
-
-def test_big_objects_change_tier_too(settings: Settings) -> None:
-    """At or over the S3 multipart threshold a tier change is a multipart copy (the way
-    objects over 5 GiB move); content type and cache control survive it."""
-    if settings.storage.url is not None:
-        settings = load_settings(
-            data_dir=settings.data_dir,
-            storage_url=settings.storage.url,
-            s3_endpoint=settings.storage.s3_endpoint,
-            s3_multipart_threshold_mb=5,
-            s3_multipart_chunk_mb=5,
-        )
-    big = b"\x47" * (6 * 1024 * 1024)
-
-    async def work(store: ObjectStore) -> None:
-        await publish_fake(store, "big", PUBLISHED.isoformat())
-        key = "vod/sessions/big/720p/2.ts"
-        await store.put(key, big, content_type="video/mp2t", cache_control="public, immutable")
-
-    with_store(settings, work)
-    assert cli(settings, "run", "--now", at(40), "--no-progress") == 0
-    assert set(tiers(settings, "big").values()) == {Tier.INFREQUENT_ACCESS}
-
-    async def head(store: ObjectStore) -> tuple[int, str | None, str | None]:
-        info = await store.head("vod/sessions/big/720p/2.ts")
-        return info.size, info.content_type, info.cache_control
-
-    assert with_store(settings, head) == (len(big), "video/mp2t", "public, immutable")
+    grant = verify_participant_token("cli-test-secret-0123456789abcdefghij", out)
+    assert (grant.room_id, grant.user_id, grant.role, grant.name) == ("r1", "u1", "mentor", "Kim")
+    service = subprocess.run(
+        ["sfu", "token", "--service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    verify_service_token("cli-test-secret-0123456789abcdefghij", service)
+    bad = subprocess.run(
+        ["sfu", "serve"],
+        env={**env, "SFU_RTC_PORT_MIN": "abc"},
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert bad.returncode == 2
+    assert "SFU_RTC_PORT_MIN" in bad.stderr

@@ -193,7 +193,7 @@ async def refresh_loop(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_analytics_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=64 * 1024)
+    app = web.Application(middlewares=[errors], client_max_size=16 * 1024)
     app[SETTINGS] = settings
     app[EXPORTER] = StorageExporter(settings)
     app.cleanup_ctx.append(stores)

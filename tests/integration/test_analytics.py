@@ -134,6 +134,13 @@ async def test_bad_body_is_invalid_request(client: Client, body: bytes) -> None:
     assert error["code"] == "invalid_request" and error["message"]
 
 
+async def test_body_too_large_is_invalid_request(client: Client) -> None:
+    body = {"session_id": "hot1", "user_id": "x" * 20_000}
+    response = await client.post("/vod/views", json=body, headers=auth(mint_service_token(SECRET)))
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "invalid_request"
+
+
 async def test_tokens_as_the_rest_api(client: Client) -> None:
     body = {"session_id": "hot1"}
     response = await client.post("/vod/views", json=body)

@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING
 
 from sfu.analytics.logformats import Request, Unparsed, parse_line
 from sfu.analytics.plays import Play
-from sfu.analytics.store import open_play_store, save_cdn_stats
+from sfu.analytics.store import STORE_ERRORS, open_play_store, save_cdn_stats
 
 if TYPE_CHECKING:
     from sfu.config.settings import Settings
@@ -132,7 +132,11 @@ async def ingest(paths: list[Path], settings: Settings) -> tuple[Tally, int]:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    tally, recorded = asyncio.run(ingest(list(args.files), settings))
+    try:
+        tally, recorded = asyncio.run(ingest(list(args.files), settings))
+    except STORE_ERRORS as exc:
+        print(f"error: plays not recorded, the play store failed: {exc}", file=sys.stderr)
+        return 1
     print(report(tally, recorded))
     for problem in tally.unreadable:
         print(f"error: {problem}", file=sys.stderr)

@@ -21,11 +21,18 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sfu.analytics.exporter import UNKNOWN_TIER, StorageExporter
 from sfu.analytics.plays import Play, PlayStore
-from sfu.analytics.store import open_play_store
+from sfu.analytics.store import STORE_ERRORS, open_play_store
 from sfu.api.error_mapping import http_status
 from sfu.api.tokens import verify_service_token
 from sfu.config.settings import Settings
-from sfu.core.errors import InvalidRequest, MethodNotAllowed, NotFound, SfuError, Unauthorized
+from sfu.core.errors import (
+    DependencyUnavailable,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    SfuError,
+    Unauthorized,
+)
 from sfu.storage import store_from_settings
 from sfu.storage.base import ObjectNotFound, ObjectStore, StorageError, Tier
 
@@ -134,8 +141,12 @@ async def post_view(request: web.Request) -> web.Response:
         raise InvalidRequest("body must be JSON") from None
     play = parse_view(body, time.time())
     app = request.app
-    await app[PLAYS].record([play])
-    summary = await app[PLAYS].summary(play.session_id, time.time())
+    try:
+        await app[PLAYS].record([play])
+        summary = await app[PLAYS].summary(play.session_id, time.time())
+    except STORE_ERRORS as exc:
+        logger.warning("play of %s not recorded: %s", play.session_id, exc)
+        raise DependencyUnavailable(f"play store unavailable: {exc}") from None
     tier = await _tier(app, play.session_id)
     app[EXPORTER].plays.labels(tier.value if tier else UNKNOWN_TIER).inc()
     if tier is Tier.ARCHIVE:

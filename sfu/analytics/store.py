@@ -27,6 +27,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from sfu.analytics.plays import (
     DAY_S,
     HALF_LIFE_DAYS,
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
     from sfu.config.settings import Settings
 
 COMPACT_EVERY = 10_000
+STORE_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, RedisError)
+"""What a play store raises when its files or its Redis fail (unreachable, unreadable)."""
+REDIS_BATCH = 500
 KEY_PREFIX = "sfu:analytics:plays:"
 CDN_KEY = "sfu:analytics:cdn"
 
@@ -235,14 +240,17 @@ class RedisPlayStore:
         return [KEY_PREFIX + session_id, KEY_PREFIX + session_id + ":recent"]
 
     async def record(self, plays: Iterable[Play]) -> int:
-        count = 0
+        """One script call a play, sent REDIS_BATCH at a time in a pipeline."""
+        batch = list(plays)
         half_life = repr(HALF_LIFE_DAYS * DAY_S)
-        for play in plays:
-            user = "" if play.user_id is None else "u" + play.user_id
-            args: list[str | int] = [repr(float(play.at)), user, half_life, RECENT_PLAYS]
-            await self._script(keys=self._keys(play.session_id), args=args)
-            count += 1
-        return count
+        for start in range(0, len(batch), REDIS_BATCH):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for play in batch[start : start + REDIS_BATCH]:
+                    user = "" if play.user_id is None else "u" + play.user_id
+                    args: list[str | int] = [repr(float(play.at)), user, half_life, RECENT_PLAYS]
+                    await self._script(keys=self._keys(play.session_id), args=args, client=pipe)
+                await pipe.execute()
+        return len(batch)
 
     async def summary(self, session_id: str, now: float) -> PlaySummary:
         tally_key, recent_key = self._keys(session_id)

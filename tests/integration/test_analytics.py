@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 import time
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -229,3 +231,46 @@ async def test_serve_command(settings: Settings, tmp_path: Path) -> None:
         assert proc.wait(timeout=10) == 0
     summary = await FilePlayStore(tmp_path / "analytics").summary("hot1", time.time())
     assert summary.plays == 1
+
+
+async def test_store_down_is_503(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, redis_url=f"redis://127.0.0.1:{free_tcp_port()}/0")
+    async with TestClient(TestServer(create_analytics_app(settings))) as client:
+        headers = auth(mint_service_token(SECRET))
+        response = await client.post("/vod/views", json={"session_id": "s"}, headers=headers)
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "no_capacity"
+
+
+async def test_restores_from_the_lifecycle_tracker(
+    settings: Settings, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The figures of sfu.lifecycle.restores when it is there; a played archived session is
+    handed to it."""
+    asked: list[str] = []
+    tracker = types.ModuleType("sfu.lifecycle.restores")
+
+    def restore_counts(path: Path) -> SimpleNamespace:
+        assert path == settings.data_dir / "lifecycle" / "restores.json"
+        return SimpleNamespace(pending=2, failed=1, done=5)
+
+    async def request_session(store: ObjectStore, session_id: str, path: Path) -> str:
+        asked.append(session_id)
+        return "pending"
+
+    tracker.restore_counts = restore_counts  # type: ignore[attr-defined]
+    tracker.state_path_for = lambda data_dir: data_dir / "lifecycle" / "restores.json"  # type: ignore[attr-defined]
+    tracker.request_session = request_session  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "sfu.lifecycle.restores", tracker)
+    await asyncio.sleep(1.2)  # a refresh with the tracker in place
+    found = samples(await (await client.get("/metrics")).text())
+    assert (found["sfu_storage_restores_pending"], found["sfu_storage_restores_failed_total"]) == (
+        2,
+        1,
+    )
+    headers = auth(mint_service_token(SECRET))
+    for session_id in ("cold1", "hot1"):
+        response = await client.post("/vod/views", json={"session_id": session_id}, headers=headers)
+        assert response.status == 202
+    await asyncio.sleep(0.1)
+    assert asked == ["cold1"]

@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from sfu.analytics import store as store_module
 from sfu.analytics.plays import DAY_S, RECENT_PLAYS, MemoryPlayStore, Play, PlayStore, PlaySummary
-from sfu.analytics.store import FilePlayStore, RedisPlayStore, open_play_store
+from sfu.analytics.store import (
+    FilePlayStore,
+    RedisPlayStore,
+    load_cdn_ratio,
+    open_play_store,
+    save_cdn_stats,
+)
 from sfu.config.settings import load_settings
 from sfu.testing.process import redis_server
 
@@ -45,8 +52,12 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture(params=["memory", "file", "redis"])
 async def factory(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Factory]:
+    monkeypatch.setattr(store_module, "REDIS_BATCH", 7)  # several pipelines per record
     made = Factory(request.param, tmp_path, redis_url)
     yield made
     for store in made.opened:
@@ -146,3 +157,14 @@ def test_open_play_store_picks_by_redis_url(tmp_path: Path, redis_url: str) -> N
     assert isinstance(open_play_store(load_settings(data_dir=tmp_path)), FilePlayStore)
     store = open_play_store(load_settings(data_dir=tmp_path, redis_url=redis_url))
     assert isinstance(store, RedisPlayStore)
+
+
+async def test_cdn_ratio_in_redis_and_in_a_file(tmp_path: Path, redis_url: str) -> None:
+    for settings in (
+        load_settings(data_dir=tmp_path / "file"),
+        load_settings(data_dir=tmp_path / "redis", redis_url=redis_url),
+    ):
+        assert await load_cdn_ratio(settings) is None
+        await save_cdn_stats(settings, 9, 12, NOW)
+        assert await load_cdn_ratio(settings) == 0.75
+    assert not (tmp_path / "redis").exists()

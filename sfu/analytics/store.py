@@ -92,6 +92,8 @@ class FilePlayStore:
         self._compact_every = compact_every
         self._tallies: dict[str, _Tally] = {}
         self._generation = -1  # nothing read yet
+        self._snapshot_seen: tuple[int, int, int] | None = None
+        """The snapshot's inode, mtime and size when last read: parsed again only if changed."""
         self._offset = 0
         self._appended = 0
         self._lock = asyncio.Lock()
@@ -117,17 +119,22 @@ class FilePlayStore:
     def _catch_up(self) -> None:
         """Bring the in-memory tallies up to what is on disk (another process may write)."""
         try:
-            snapshot = json.loads(self._snapshot.read_text())
-            generation = int(snapshot["g"])
+            stat = os.stat(self._snapshot)
+            seen: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         except FileNotFoundError:
-            snapshot, generation = {"sessions": {}}, 0
-        if generation != self._generation:
-            self._tallies = {
-                sid: _tally_from_json(sid, data) for sid, data in snapshot["sessions"].items()
-            }
-            self._generation, self._offset, self._appended = generation, 0, 0
+            seen = None
+        if seen is None and self._generation == -1:
+            self._tallies, self._generation, self._offset, self._appended = {}, 0, 0, 0
+        elif seen is not None and seen != self._snapshot_seen:  # a compaction since
+            snapshot = json.loads(self._snapshot.read_text())
+            if int(snapshot["g"]) != self._generation:
+                self._tallies = {
+                    sid: _tally_from_json(sid, data) for sid, data in snapshot["sessions"].items()
+                }
+                self._generation, self._offset, self._appended = int(snapshot["g"]), 0, 0
+        self._snapshot_seen = seen
         try:
-            with open(self._journal(generation), "rb") as journal:
+            with open(self._journal(self._generation), "rb") as journal:
                 journal.seek(self._offset)
                 for raw in journal:
                     if not raw.endswith(b"\n"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import subprocess
 import sys
@@ -274,3 +275,30 @@ async def test_restores_from_the_lifecycle_tracker(
         assert response.status == 202
     await asyncio.sleep(0.1)
     assert asked == ["cold1"]
+
+
+def test_ingest_logs_command(tmp_path: Path) -> None:
+    """`sfu lifecycle ingest-logs` reaches sfu.analytics.ingest and records in the data folder."""
+    log = tmp_path / "access.log.gz"
+    line = (
+        '203.0.113.7 - - [03/Nov/2026:10:00:00 +0000] "GET /vod/sessions/SE_1/master.m3u8 '
+        'HTTP/1.1" 200 512 "-" "hls.js" HIT\n'
+    )
+    log.write_bytes(gzip.compress(line.encode()))
+    env = {**os.environ, "SFU_DATA_DIR": str(tmp_path / "data")}
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "sfu", "lifecycle", "ingest-logs", str(log)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "plays recorded: 1" in done.stdout
+    assert "CDN hit ratio: 1.000 (1/1)" in done.stdout
+    summary = asyncio.run(
+        FilePlayStore(tmp_path / "data" / "analytics").summary("SE_1", time.time())
+    )
+    assert summary.plays == 1

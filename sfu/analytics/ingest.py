@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from sfu.config.settings import Settings
 
 DEDUPE_S = 30 * 60.0
+MAX_AHEAD_S = 3600.0
+"""A play stamped later than this ahead of the clock is a bad line, not a play."""
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -43,7 +45,7 @@ class Tally:
     cache_lines: int = 0
     unreadable: list[str] = field(default_factory=list)
 
-    def add(self, request: Request) -> None:
+    def add(self, request: Request, now: float) -> None:
         if request.cache is not None:
             self.cache_lines += 1
             self.cache_hits += request.cache_hit
@@ -54,6 +56,8 @@ class Tally:
             self.skipped["not a GET"] += 1
         elif not (200 <= request.status < 300 or request.status == 304):
             self.skipped["not successful"] += 1
+        elif request.at > now + MAX_AHEAD_S:
+            self.skipped["in the future"] += 1
         else:
             self.candidates.append((request.at, session_id, request.client))
 
@@ -92,13 +96,13 @@ def read_lines(path: Path) -> Iterator[str]:
 
 
 def scan(paths: list[Path]) -> Tally:
-    tally = Tally()
+    tally, now = Tally(), time.time()
     for path in paths:
         try:
             for line in read_lines(path):
                 tally.lines += 1
                 try:
-                    tally.add(parse_line(line))
+                    tally.add(parse_line(line), now)
                 except Unparsed as exc:
                     tally.skipped[str(exc)] += 1
         except (OSError, EOFError) as exc:  # missing, unreadable, a cut gzip

@@ -46,6 +46,8 @@ TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("tasks")
 
 SESSION_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 MAX_USER_ID = 256
+MAX_AHEAD_S = 3600.0
+"""How far ahead of this clock an `at` may be (the backend's clock may run ahead a little)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,6 +68,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(MethodNotAllowed(f"{request.method} not allowed here"))
     except web.HTTPRequestEntityTooLarge:
         return error_response(InvalidRequest("body too large"))
+    except Exception:
+        logger.exception("%s %s failed", request.method, request.path)
+        return error_response(SfuError("internal error"))
 
 
 def parse_view(body: Any, now: float) -> Play:
@@ -93,6 +98,8 @@ def parse_view(body: Any, now: float) -> Play:
         ) from None
     if when.tzinfo is None:
         raise InvalidRequest("at must carry a time zone offset (RFC 3339), e.g. Z")
+    if when.timestamp() > now + MAX_AHEAD_S:
+        raise InvalidRequest("at is in the future (plays are backfilled, not foretold)")
     return Play(session_id, when.timestamp(), user_id)
 
 

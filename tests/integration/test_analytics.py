@@ -128,6 +128,7 @@ async def test_view_is_counted(client: Client) -> None:
         b'{"session_id": "s", "at": "yesterday"}',
         b'{"session_id": "s", "at": "2026-11-03T10:00:00"}',
         b'{"session_id": "s", "at": 1780000000}',
+        b'{"session_id": "s", "at": "9999-12-31T00:00:00Z"}',
     ],
 )
 async def test_bad_body_is_invalid_request(client: Client, body: bytes) -> None:

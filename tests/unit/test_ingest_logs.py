@@ -37,6 +37,9 @@ COMBINED = [
     "404 0",
     '198.51.100.2 - - [03/Nov/2026:10:02:00 +0000] "HEAD /vod/sessions/s2/master.m3u8 HTTP/1.1" '
     "200 0",
+    # a line from the far future would poison the session's score: not a play
+    '198.51.100.2 - - [03/Nov/2999:10:02:00 +0000] "GET /vod/sessions/s2/master.m3u8 HTTP/1.1" '
+    "200 0",
     "garbage line",
     "",
 ]
@@ -113,6 +116,7 @@ async def test_ingest_counts_plays_and_hit_ratio(
     assert tally.skipped["not a master playlist"] == 2
     assert tally.skipped["not successful"] == 1
     assert tally.skipped["not a GET"] == 1
+    assert tally.skipped["in the future"] == 1
     assert tally.skipped["unrecognised"] == 1
     assert tally.skipped["empty"] == 1
     assert tally.skipped["missing field"] == 1

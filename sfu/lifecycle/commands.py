@@ -23,7 +23,7 @@ _RUNNERS = {
     ("lifecycle", "report"): "sfu.lifecycle.report",
     ("lifecycle", "simulate"): "sfu.lifecycle.report",
     ("lifecycle", "ingest-logs"): "sfu.analytics.ingest",
-    ("analytics", "serve"): "sfu.analytics.server",
+    ("analytics", "serve"): "sfu.api.analytics_server",
 }
 
 

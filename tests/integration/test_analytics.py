@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from sfu.analytics.exporter import StorageExporter
 from sfu.analytics.plays import DAY_S, MemoryPlayStore, Play
-from sfu.analytics.server import PLAYS, create_analytics_app
 from sfu.analytics.store import FilePlayStore, save_cdn_stats
+from sfu.api.analytics_server import PLAYS, create_analytics_app
 from sfu.api.tokens import mint_participant_token, mint_service_token
 from sfu.config.settings import Settings, load_settings
 from sfu.storage import store_from_settings

@@ -9,7 +9,6 @@ tier the session's master playlist was in when played."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections import Counter as Tally
@@ -24,6 +23,7 @@ from prometheus_client.registry import Collector
 from sfu.analytics.plays import DAY_S, PlayStore
 from sfu.analytics.store import load_cdn_ratio
 from sfu.storage.base import ObjectStore, Tier
+from sfu.storage.restores import restore_counts, state_path_for
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -108,13 +108,10 @@ class StorageExporter(Collector):
         self.snapshot = snap
 
     def _restores(self, snap: Snapshot) -> None:
-        """From the lifecycle's restore tracker, when this deployment has it."""
-        try:  # imported by name: the lifecycle sits above the analytics (pyproject layers)
-            restores = importlib.import_module("sfu.lifecycle.restores")
-            counts = restores.restore_counts(restores.state_path_for(self.settings.data_dir))
-        except (ImportError, AttributeError):
-            return
-        snap.restores_pending, snap.restores_failed = int(counts.pending), int(counts.failed)
+        """From the restore tracker's state (sfu/storage/restores.py), which the lifecycle
+        and the views endpoint write."""
+        counts = restore_counts(state_path_for(self.settings.data_dir))
+        snap.restores_pending, snap.restores_failed = counts.pending, counts.failed
         snap.restores_known = True
 
     def tier_of(self, session_id: str) -> Tier | None:

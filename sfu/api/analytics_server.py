@@ -35,6 +35,7 @@ from sfu.core.errors import (
 )
 from sfu.storage import store_from_settings
 from sfu.storage.base import ObjectNotFound, ObjectStore, StorageError, Tier
+from sfu.storage.restores import request_session, state_path_for
 
 logger = logging.getLogger(__name__)
 
@@ -126,17 +127,11 @@ async def _tier(app: web.Application, session_id: str) -> Tier | None:
 
 
 async def _restore(app: web.Application, session_id: str) -> None:
-    """An archived session was played: ask the lifecycle's tracker for a restore, if here."""
-    import importlib
-
-    try:  # by name: the lifecycle sits above the analytics (pyproject layers)
-        restores = importlib.import_module("sfu.lifecycle.restores")
-    except ImportError:
-        return
+    """An archived session was played: ask the restore tracker for the whole session."""
     try:
-        state_path = restores.state_path_for(app[SETTINGS].data_dir)
-        await restores.request_session(app[OBJECTS], session_id, state_path)
-    except (StorageError, OSError, AttributeError) as exc:
+        state_path = state_path_for(app[SETTINGS].data_dir)
+        await request_session(app[OBJECTS], session_id, state_path)
+    except (StorageError, OSError) as exc:
         logger.warning("restore of played archived session %s not asked: %s", session_id, exc)
 
 

@@ -32,9 +32,9 @@ from sfu.analytics.plays import PlayStore
 from sfu.config.settings import LifecycleSettings
 from sfu.lifecycle.audit import audit_change
 from sfu.lifecycle.catalogue import METADATA, FactsReader, SessionObjects, sessions
-from sfu.lifecycle.restores import RestoreTracker
 from sfu.lifecycle.rules import Action, Decision, decide
 from sfu.storage.base import ObjectInfo, ObjectStore, RestoreState, StorageError, Tier
+from sfu.storage.restores import RestoreTracker
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from sfu.analytics.plays import MemoryPlayStore, PlayStore
 from sfu.config.settings import Settings
 from sfu.lifecycle.engine import LifecycleRun, Progress, explain
-from sfu.lifecycle.restores import RestoreTracker
 from sfu.storage import store_from_settings
+from sfu.storage.restores import RestoreTracker
 
 logger = logging.getLogger(__name__)
 

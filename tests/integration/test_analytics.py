@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import os
 import subprocess
 import sys
 import time
-import types
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -26,6 +25,7 @@ from sfu.api.tokens import mint_participant_token, mint_service_token
 from sfu.config.settings import Settings, load_settings
 from sfu.storage import store_from_settings
 from sfu.storage.base import ObjectStore, Tier
+from sfu.storage.restores import state_path_for
 from sfu.testing.process import free_tcp_port
 
 Client = TestClient[web.Request, web.Application]
@@ -244,27 +244,14 @@ async def test_store_down_is_503(tmp_path: Path) -> None:
         assert (await response.json())["error"]["code"] == "no_capacity"
 
 
-async def test_restores_from_the_lifecycle_tracker(
-    settings: Settings, client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The figures of sfu.lifecycle.restores when it is there; a played archived session is
-    handed to it."""
-    asked: list[str] = []
-    tracker = types.ModuleType("sfu.lifecycle.restores")
-
-    def restore_counts(path: Path) -> SimpleNamespace:
-        assert path == settings.data_dir / "lifecycle" / "restores.json"
-        return SimpleNamespace(pending=2, failed=1, done=5)
-
-    async def request_session(store: ObjectStore, session_id: str, path: Path) -> str:
-        asked.append(session_id)
-        return "pending"
-
-    tracker.restore_counts = restore_counts  # type: ignore[attr-defined]
-    tracker.state_path_for = lambda data_dir: data_dir / "lifecycle" / "restores.json"  # type: ignore[attr-defined]
-    tracker.request_session = request_session  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sfu.lifecycle.restores", tracker)
-    await asyncio.sleep(1.2)  # a refresh with the tracker in place
+async def test_restores_from_the_tracker(settings: Settings, client: Client) -> None:
+    """The restore figures come from the tracker's state (sfu/storage/restores.py); a played
+    archived session asks the tracker to restore it, a played Standard one does not."""
+    state = state_path_for(settings.data_dir)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    entries = {f"p{i}": {"state": "pending"} for i in range(2)} | {"f0": {"state": "failed"}}
+    state.write_text(json.dumps(entries), encoding="utf-8")
+    await asyncio.sleep(1.2)  # a refresh reads the state
     found = samples(await (await client.get("/metrics")).text())
     assert (found["sfu_storage_restores_pending"], found["sfu_storage_restores_failed_total"]) == (
         2,
@@ -274,8 +261,17 @@ async def test_restores_from_the_lifecycle_tracker(
     for session_id in ("cold1", "hot1"):
         response = await client.post("/vod/views", json={"session_id": session_id}, headers=headers)
         assert response.status == 202
-    await asyncio.sleep(0.1)
-    assert asked == ["cold1"]
+
+    async def asked() -> bool:
+        known = json.loads(state.read_text(encoding="utf-8"))
+        return "cold1" in known
+
+    for _ in range(50):
+        if await asked():
+            break
+        await asyncio.sleep(0.1)
+    known = json.loads(state.read_text(encoding="utf-8"))
+    assert "cold1" in known and "hot1" not in known
 
 
 def test_ingest_logs_command(tmp_path: Path) -> None:

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from sfu.lifecycle import restores
-from sfu.lifecycle.restores import (
+from sfu.storage import LocalStore, StorageError, Tier, restores
+from sfu.storage.base import RestoreState
+from sfu.storage.restores import (
     RestoreTracker,
     request_session,
     restore_counts,
     restore_metrics,
 )
-from sfu.storage import LocalStore, StorageError, Tier
-from sfu.storage.base import RestoreState
 from tests.support.lifecycle import publish_fake, session_keys
 
 

@@ -247,8 +247,8 @@ def test_deploy_spec_sets_every_container_that_runs_the_image(tmp_path: Path) ->
     calls = _deploy_calls(tmp_path)
     kubectl = [c[1:] for c in calls if c[0] == "kubectl"]
     image = f"{_spec(DEPLOY_SPEC)['env']['variables']['SFU_IMAGE']}:0123456789ab-9q3x7ea"
-    set_image = {}
-    cronjobs = {}
+    set_image: dict[str, dict[str, str]] = {}
+    cronjobs: dict[str, dict[str, str]] = {}
     for args in kubectl:
         assert args[:2] == ["-n", NAMESPACE], args
         if args[2:4] == ["set", "image"]:

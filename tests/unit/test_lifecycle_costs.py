@@ -151,3 +151,17 @@ def test_png(settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[s
     path = tmp_path / "chart.png"
     assert lifecycle_report.main(_args("simulate", png=path), settings) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_png_without_matplotlib_is_a_clear_error(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert lifecycle_report.main(_args("simulate", png=tmp_path / "c.png"), settings) == 2
+    assert "needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()

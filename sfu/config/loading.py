@@ -148,8 +148,9 @@ class FlatSettings(BaseSettings):
     """Folder for the node's local data; relative to the working directory, so `sfu serve`
     from a checkout keeps it inside the checkout (the container sets an absolute path)."""
     storage_url: str | None = None
-    """`file:///dir` (local filesystem) or `s3://bucket[/prefix]` (S3-compatible, e.g. OCI
-    Object Storage). Unset: `file://<data_dir>/objects`."""
+    """`file:///dir` (local filesystem), `s3://bucket[/prefix]` (S3-compatible, e.g. OCI
+    Object Storage) or `oci://namespace/bucket[/prefix]` (OCI's native API: the `oci` extra).
+    Unset: `file://<data_dir>/objects`."""
     s3_endpoint: str | None = None
     """Endpoint of the S3-compatible service for `s3://` URLs (OCI:
     https://<namespace>.compat.objectstorage.<region>.oraclecloud.com). Unset: AWS S3.
@@ -267,8 +268,10 @@ class FlatSettings(BaseSettings):
         if not value:
             return None
         scheme, sep, rest = value.partition("://")
-        if scheme.lower() not in ("file", "s3") or not sep or not rest:
-            raise ValueError("must be file:///dir or s3://bucket[/prefix]")
+        if scheme.lower() not in ("file", "s3", "oci") or not sep or not rest:
+            raise ValueError(
+                "must be file:///dir, s3://bucket[/prefix] or oci://namespace/bucket[/prefix]"
+            )
         return value
 
     @field_validator("vod_ladder")

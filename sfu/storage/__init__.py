@@ -4,6 +4,8 @@
   the embedded default, under `<data_dir>/objects`.
 - `s3://bucket[/prefix]`: S3Store on any S3-compatible service (OCI Object Storage through
   its Amazon S3 Compatibility API), with `endpoint` (SFU_S3_ENDPOINT) unless it is AWS.
+- `oci://namespace/bucket[/prefix]`: OCIStore on OCI's native API (the `oci` extra), which can
+  also change an object's tier and restore it from Archive.
 
 Callers that publish VOD objects pass `cache_control=cache_control_for(key)`.
 """
@@ -101,7 +103,31 @@ def open_store(
             )
         except InvalidKey as exc:
             raise StorageError(f"storage URL {url!r}: bad prefix: {exc}") from None
-    raise StorageError(f"storage URL {url!r}: unsupported; use file:///dir or s3://bucket[/prefix]")
+    if scheme == "oci":
+        return _open_oci(url)
+    raise StorageError(
+        f"storage URL {url!r}: unsupported; use file:///dir, s3://bucket[/prefix] or "
+        "oci://namespace/bucket[/prefix]"
+    )
+
+
+def _open_oci(url: str) -> ObjectStore:
+    parts = urlsplit(url)
+    bucket, _, prefix = unquote(parts.path).lstrip("/").partition("/")
+    if not parts.netloc or not bucket:
+        raise StorageError(f"storage URL {url!r}: use oci://namespace/bucket[/prefix]")
+    if parts.query or parts.fragment:
+        raise StorageError(f"storage URL {url!r}: oci:// takes no query or fragment")
+    try:
+        from sfu.storage.oci import OCIStore  # the oci SDK is imported only when OCI is used
+    except ImportError:
+        raise StorageError(
+            f"storage URL {url!r} needs the oci SDK: pip install 'cotept-sfu[oci]'"
+        ) from None
+    try:
+        return OCIStore(parts.netloc, bucket, prefix)
+    except InvalidKey as exc:
+        raise StorageError(f"storage URL {url!r}: bad prefix: {exc}") from None
 
 
 def default_storage_url(data_dir: Path) -> str:

@@ -135,7 +135,7 @@ def test_specs_name_the_manifests_image() -> None:
         for deployment in _image_deployments().values()
         for image in _containers(deployment).values()
     }
-    assert set(_image_deployments()) == {"sfu", "vod-worker"}
+    assert set(_image_deployments()) == {"sfu", "vod-worker", "storage-analytics"}
     (repository,) = images
     assert repository == REGISTRY + "sfu"
     for path in (BUILD_SPEC, DEPLOY_SPEC):
@@ -247,13 +247,19 @@ def test_deploy_spec_sets_every_container_that_runs_the_image(tmp_path: Path) ->
     calls = _deploy_calls(tmp_path)
     kubectl = [c[1:] for c in calls if c[0] == "kubectl"]
     image = f"{_spec(DEPLOY_SPEC)['env']['variables']['SFU_IMAGE']}:0123456789ab-9q3x7ea"
-    set_image = {}
+    set_image: dict[str, dict[str, str]] = {}
+    cronjobs: dict[str, dict[str, str]] = {}
     for args in kubectl:
         assert args[:2] == ["-n", NAMESPACE], args
         if args[2:4] == ["set", "image"]:
             kind, _, name = args[4].partition("/")
-            assert kind == "deployment"
-            set_image[name] = dict(a.split("=", 1) for a in args[5:])
+            assert kind in ("deployment", "cronjob")
+            images = dict(a.split("=", 1) for a in args[5:])
+            (cronjobs if kind == "cronjob" else set_image)[name] = images
+    job = _one("CronJob", "vod-lifecycle-manager")["spec"]["jobTemplate"]["spec"]["template"]
+    assert cronjobs == {
+        "vod-lifecycle-manager": {c["name"]: image for c in job["spec"]["containers"]}
+    }
     assert set(set_image) == set(_image_deployments())
     for name, deployment in _image_deployments().items():
         assert set(set_image[name]) == set(_containers(deployment)), name

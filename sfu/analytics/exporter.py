@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -46,6 +46,7 @@ class Snapshot:
     hot_unread: int = 0
     restores_pending: int = 0
     restores_failed: int = 0
+    restores_total: int = 0
     restores_known: bool = False
     cdn_hit_ratio: float | None = None
     refreshed_at: float = 0.0
@@ -55,6 +56,10 @@ def session_of(key: str) -> str | None:
     rest = key[len(PREFIX) :] if key.startswith(PREFIX) else ""
     session_id, slash, _ = rest.partition("/")
     return session_id if slash and session_id else None
+
+
+UPLOAD_BUCKETS = (2**16, 2**20, 2**22, 2**24, 2**26, 2**28, 2**30, 2**32, float("inf"))
+"""Upload sizes in bytes; 2**26 (64 MiB) is the large-upload alert's bound."""
 
 
 class StorageExporter(Collector):
@@ -73,6 +78,12 @@ class StorageExporter(Collector):
             "Refreshes of the storage figures that failed (the last figures stay exported)",
             registry=self.registry,
         )
+        self.uploads = Histogram(
+            "sfu_storage_upload_bytes",
+            "Sizes of the objects that appeared under vod/sessions/ since the previous refresh",
+            buckets=UPLOAD_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(self)
 
     def price(self, tier: Tier) -> float:
@@ -87,11 +98,14 @@ class StorageExporter(Collector):
         now = time.time() if now is None else now
         lifecycle = self.settings.lifecycle
         snap = Snapshot(refreshed_at=now)
+        seen_until = self.snapshot.refreshed_at
         standard_old: Tally[str] = Tally()
         old_before = now - lifecycle.ia_after_days * DAY_S
         async for info in store.list(PREFIX):
             snap.bytes[info.tier] += info.size
             snap.objects[info.tier] += 1
+            if seen_until and info.last_modified.timestamp() > seen_until:
+                self.uploads.observe(info.size)  # new since the last refresh
             session_id = session_of(info.key)
             if session_id is None:
                 continue
@@ -112,6 +126,7 @@ class StorageExporter(Collector):
         and the views endpoint write."""
         counts = restore_counts(state_path_for(self.settings.data_dir))
         snap.restores_pending, snap.restores_failed = counts.pending, counts.failed
+        snap.restores_total = counts.pending + counts.failed + counts.done
         snap.restores_known = True
 
     def tier_of(self, session_id: str) -> Tier | None:
@@ -164,6 +179,11 @@ class StorageExporter(Collector):
             "sfu_storage_restores_failed_total",
             "Sessions whose restore failed for good (0 without the restore tracker)",
             value=snap.restores_failed,
+        )
+        yield GaugeMetricFamily(
+            "sfu_storage_restores_total",
+            "Sessions whose restore from Archive was asked for (pending, failed or done)",
+            value=snap.restores_total,
         )
         if snap.cdn_hit_ratio is not None:
             yield GaugeMetricFamily(

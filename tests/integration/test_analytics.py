@@ -299,3 +299,32 @@ def test_ingest_logs_command(tmp_path: Path) -> None:
         FilePlayStore(tmp_path / "data" / "analytics").summary("SE_1", time.time())
     )
     assert summary.plays == 1
+
+
+async def test_uploads_since_the_last_refresh_feed_the_size_histogram(
+    settings: Settings, client: Client
+) -> None:
+    """What appears between two refreshes is observed once; the catalogue that was there at
+    the first refresh is not (the large-upload alert counts above the 64 MiB bucket)."""
+    first = await metrics_after_refresh(client)
+    assert first.get("sfu_storage_upload_bytes_count", 0.0) == 0.0
+    store = store_from_settings(settings)
+    await store.put("vod/sessions/new1/720p/seg_0.ts", b"\0" * 1000, content_type="x")
+    await store.put("vod/sessions/new1/720p/big.ts", b"\0" * (65 * 2**20), content_type="x")
+    await store.close()
+    deadline = time.monotonic() + 10
+    found = first
+    while time.monotonic() < deadline and found.get("sfu_storage_upload_bytes_count", 0) < 2:
+        await asyncio.sleep(0.2)
+        found = samples(await (await client.get("/metrics")).text())
+    assert found["sfu_storage_upload_bytes_count"] == 2
+    (below,) = [
+        v
+        for k, v in found.items()
+        if k.startswith("sfu_storage_upload_bytes_bucket") and "6.7108864e+07" in k
+    ]
+    assert below == 1
+    await asyncio.sleep(1.2)  # a later refresh does not count them again
+    again = samples(await (await client.get("/metrics")).text())
+    assert again["sfu_storage_upload_bytes_count"] == 2
+    assert again["sfu_storage_restores_total"] == 0

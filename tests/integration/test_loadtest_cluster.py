@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from sfu.testing.process import TEST_SECRET, SfuProcess
-from tests.support.cluster import HEARTBEAT_S, RedisProcess, call, make_node, node_ids, until
+from sfu.testing.process import TEST_SECRET, RedisProcess, SfuProcess
+from tests.support.cluster import HEARTBEAT_S, call, make_node, node_ids, until
 
 RUN_TIMEOUT_S = 90
 

@@ -80,10 +80,15 @@ def write_chart(result: dict[str, Any], path: Path) -> None:
         fps_axes.legend(loc="lower left")
         fps_axes.grid(alpha=0.3)
         options = result.get("options", {})
-        figure.suptitle(
+        title = (
             f"sfu loadtest: {options.get('rooms')} rooms, {options.get('codec')} "
             f"{options.get('video_kbps')} kbit/s, {options.get('observers')} observers/room"
         )
+        per_node: dict[str, int] = result.get("rooms_per_node") or {}
+        if len(per_node) > 1:
+            placed = ", ".join(f"{node} {count}" for node, count in per_node.items())
+            title += f"\nrooms per node: {placed} (SFU CPU: the --url node's)"
+        figure.suptitle(title)
         figure.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, format="png", dpi=100)

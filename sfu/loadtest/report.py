@@ -158,6 +158,8 @@ class RunFacts:
     sfu_scrape_errors: int
     client_cpu_seconds: float
     errors: list[str]
+    room_nodes: dict[str, str] = field(default_factory=dict)
+    """Room id -> the node that holds it (the room object's ``node_id``), where known."""
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -171,6 +173,11 @@ def _steady(timeline: Sequence[TimelinePoint], start: float | None) -> list[Time
         if points:
             return points
     return list(timeline)
+
+
+def rooms_per_node(room_nodes: dict[str, str]) -> dict[str, int]:
+    """How many rooms each node holds, by node id."""
+    return dict(sorted(Counter(room_nodes.values()).items()))
 
 
 def failure_counts(joins: Iterable[JoinRecord]) -> dict[str, int]:
@@ -213,7 +220,9 @@ def build_result(
             "max_live": facts.max_rooms_live,
             "deleted": facts.rooms_deleted,
             "left_behind": facts.rooms_left_behind,
+            "node_of": dict(sorted(facts.room_nodes.items())),
         },
+        "rooms_per_node": rooms_per_node(facts.room_nodes),
         "joins": {
             "attempted": len(joins),
             "succeeded": sum(1 for j in joins if j.ok),
@@ -293,6 +302,12 @@ def _dist(d: dict[str, Any], digits: int = 2, scale: float = 1.0) -> str:
     return " / ".join(_num(d[k] * scale, digits) for k in ("p50", "p95", "p99"))
 
 
+def _per_node(counts: dict[str, int]) -> str:
+    if not counts:
+        return "-"
+    return ", ".join(f"{node}: {count}" for node, count in counts.items())
+
+
 def text_table(result: dict[str, Any]) -> str:
     """The short summary printed at the end of a run."""
     rooms, joins, video, loss = result["rooms"], result["joins"], result["video"], result["loss"]
@@ -304,6 +319,7 @@ def text_table(result: dict[str, Any]) -> str:
             f"{rooms['created']}/{rooms['requested']} created, max {rooms['max_live']} "
             f"live, {len(rooms['left_behind'])} left behind",
         ),
+        ("rooms per node", _per_node(result.get("rooms_per_node") or {})),
         ("joins", f"{joins['succeeded']}/{joins['attempted']} ok; failed by code: {failed}"),
         ("join ms p50/p95/p99", _dist(joins["join_s"], 0, 1000.0)),
         ("publish ms p50/p95/p99", _dist(joins["publish_s"], 0, 1000.0)),
@@ -337,6 +353,11 @@ def text_table(result: dict[str, Any]) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
+    if len(result.get("rooms_per_node") or {}) > 1:
+        lines.append(
+            "note: the rooms are on several nodes; the SFU CPU, RSS and counters are those of "
+            "the --url node only"
+        )
     if client["cheaper_per_stream_than_sfu"] is False:
         lines.append(
             "warning: the client costs more CPU per stream than the SFU; on a shared machine "

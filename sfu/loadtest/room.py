@@ -105,6 +105,9 @@ class LoadtestRoom:
         self._tokens = tokens
         self.created = False
         self.create_failure: str | None = None
+        self.node_id: str | None = None
+        """The node that holds the room (the room object's ``node_id``): from the
+        ``POST /rooms`` answer, or else from a participant's ``joined``."""
         self.live_since: float | None = None
         self.leaving = False
         roles: list[tuple[Role, str]] = [("mentor", "mentor"), ("mentee", "mentee")]
@@ -163,6 +166,9 @@ class LoadtestRoom:
             ) as response:
                 if response.status == 201:
                     self.created = True
+                    with contextlib.suppress(aiohttp.ContentTypeError, ValueError):
+                        room = await response.json()
+                        self._note_node(room.get("node_id") if isinstance(room, dict) else None)
                     return True
                 text = await response.text()
                 self.create_failure = str(response.status)
@@ -182,8 +188,15 @@ class LoadtestRoom:
             for p in self.participants
         ]
         await asyncio.gather(*joins)
+        for participant in self.participants:
+            if participant.client is not None:
+                self._note_node(participant.client.room.get("node_id"))
         if all(p.record.ok for p in self.participants) and not self.leaving:
             self.live_since = time.monotonic()
+
+    def _note_node(self, node_id: object) -> None:
+        if self.node_id is None and isinstance(node_id, str) and node_id:
+            self.node_id = node_id
 
     async def _join(self, participant: LoadParticipant, observer_index: int) -> None:
         record = participant.record

@@ -231,6 +231,7 @@ class LoadtestRun:
             sfu_scrape_errors=self._poller.errors,
             client_cpu_seconds=cpu_total,
             errors=self.errors,
+            room_nodes={r.room_id: r.node_id for r in self.rooms if r.node_id is not None},
         )
         return build_result(_options_json(options), joins, subscriptions, self.timeline, facts)
 

@@ -126,25 +126,62 @@ def make_sfu(rtc_min: int, rtc_max: int, name: str = "sfu", **overrides: str) ->
     )
 
 
-@contextlib.contextmanager
-def redis_server() -> Iterator[int]:
-    """A throwaway `redis-server` on 127.0.0.1 (no persistence); yields its port."""
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is installed by scripts/test.sh"
-    port = free_tcp_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
+class RedisProcess:
+    """`redis-server` on a fixed loopback port, stopped and started at will (no persistence:
+    a restart comes back empty, as a Redis that lost its data)."""
+
+    def __init__(self) -> None:
+        self.port = free_tcp_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is installed by scripts/test.sh"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
             except OSError:
                 time.sleep(0.05)
-        yield port
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """A throwaway `redis-server` on 127.0.0.1 (no persistence); yields its port."""
+    server = RedisProcess()
+    server.start()
+    try:
+        yield server.port
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()

@@ -17,11 +17,10 @@ from aiohttp import web
 from sfu.client.client import SfuClient
 from sfu.client.model import JoinRefused
 from sfu.client.remote import RemoteTrackInfo
-from sfu.testing.process import SfuProcess
+from sfu.testing.process import RedisProcess, SfuProcess
 from tests.support.cluster import (
     HEARTBEAT_S,
     NODE_TTL_S,
-    RedisProcess,
     call,
     make_node,
     node_ids,

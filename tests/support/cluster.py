@@ -1,71 +1,22 @@
 """Several real SFU processes sharing one real `redis-server` on loopback, for the cluster
-tests: a Redis that can be stopped and started again on its port, and nodes with their own
-HTTP ports and media port ranges."""
+tests: nodes with their own HTTP ports and media port ranges, on a Redis that can be stopped
+and started again on its port (`sfu.testing.process.RedisProcess`, shared with bench/)."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
-from sfu.testing.process import SfuProcess, free_tcp_port, make_sfu
+from sfu.testing.process import RedisProcess, SfuProcess, make_sfu
 
 HEARTBEAT_S = 0.5
 NODE_TTL_S = 2.0
 """Short, so that a lost node is noticed within seconds (the defaults are 2 s and 10 s)."""
 _ranges = itertools.count()
-
-
-class RedisProcess:
-    """`redis-server` on a fixed loopback port, stopped and started at will (no persistence:
-    a restart comes back empty, as a Redis that lost its data)."""
-
-    def __init__(self) -> None:
-        self.port = free_tcp_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is installed by scripts/test.sh"
-        self.proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
 
 
 def make_node(redis: RedisProcess, name: str, **overrides: str) -> SfuProcess:

@@ -178,6 +178,27 @@ def test_report_warns_when_the_client_is_dearer() -> None:
     assert "stock publisher" in text_table(stock) and "try --publisher direct" in text_table(stock)
 
 
+def test_rooms_per_node() -> None:
+    facts = _facts(room_nodes={"r2": "node-b", "r1": "node-a", "r3": "node-b"})
+    result = build_result({}, _joins(), [], [_point(3.0, 2, 0.4, 0.2)], facts)
+    json.dumps(result)
+    assert result["rooms_per_node"] == {"node-a": 1, "node-b": 2}
+    assert list(result["rooms_per_node"]) == ["node-a", "node-b"]  # sorted by node id
+    assert result["rooms"]["node_of"] == {"r1": "node-a", "r2": "node-b", "r3": "node-b"}
+    table = text_table(result)
+    assert "rooms per node              node-a: 1, node-b: 2" in table
+    assert "the --url node only" in table  # the SFU CPU read is one node's
+
+
+def test_rooms_on_one_node_or_unknown() -> None:
+    one = build_result({}, [], [], [], _facts(room_nodes={"r1": "sfu-1", "r2": "sfu-1"}))
+    assert one["rooms_per_node"] == {"sfu-1": 2}
+    assert "node-a" not in text_table(one) and "--url node only" not in text_table(one)
+    unknown = build_result({}, [], [], [], _facts())  # no room's node known
+    assert unknown["rooms_per_node"] == {} and unknown["rooms"]["node_of"] == {}
+    assert "rooms per node              -" in text_table(unknown)
+
+
 def test_result_without_any_sample() -> None:
     result = build_result({}, [], [], [], _facts(steady_from_s=None))
     assert result["sfu"]["cpu_cores_steady_mean"] is None
@@ -343,9 +364,10 @@ def test_progress_bar_on_a_terminal() -> None:
     assert silent.getvalue() == ""
 
 
-def test_chart_is_a_png(tmp_path: Path) -> None:
+@pytest.mark.parametrize("nodes", [{}, {"r1": "node-a", "r2": "node-b", "r3": "node-b"}])
+def test_chart_is_a_png(tmp_path: Path, nodes: dict[str, str]) -> None:
     timeline = [_point(float(t), min(t, 3), 0.1 * t, 0.05 * t) for t in range(1, 8)]
-    result = build_result({"rooms": 3}, [], [], timeline, _facts())
+    result = build_result({"rooms": 3}, [], [], timeline, _facts(room_nodes=nodes))
     path = tmp_path / "chart.png"
     write_chart(result, path)
     with Image.open(path) as image:

@@ -20,67 +20,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from sfu.analytics.plays import PlayStore
 from sfu.config.settings import LifecycleSettings
 from sfu.lifecycle.audit import audit_change
 from sfu.lifecycle.catalogue import METADATA, FactsReader, SessionObjects, sessions
 from sfu.lifecycle.rules import Action, Decision, decide
+from sfu.lifecycle.summary import LastRun, RunProgress, RunSummary
 from sfu.storage.base import ObjectInfo, ObjectStore, RestoreState, StorageError, Tier
 from sfu.storage.restores import RestoreTracker
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(slots=True)
-class RunSummary:
-    sessions: int = 0
-    objects_seen: int = 0
-    changed: int = 0
-    deleted: int = 0
-    skipped: int = 0
-    restores_asked: int = 0
-    errors: list[str] = field(default_factory=list)
-    by_target: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "sessions": self.sessions,
-            "objects_seen": self.objects_seen,
-            "changed": self.changed,
-            "deleted": self.deleted,
-            "skipped": self.skipped,
-            "restores_asked": self.restores_asked,
-            "errors": self.errors,
-            "sessions_by_target": self.by_target,
-        }
-
-
-class Progress:
-    """A one-line counter on stderr when it is a terminal (the total is not known: streamed)."""
-
-    def __init__(self, enabled: bool, out: TextIO = sys.stderr) -> None:
-        self.enabled = enabled and out.isatty()
-        self.out = out
-
-    def update(self, summary: RunSummary) -> None:
-        if self.enabled:
-            self.out.write(
-                f"\rlifecycle: {summary.sessions} sessions, {summary.objects_seen} objects, "
-                f"{summary.changed} moved, {summary.deleted} deleted"
-            )
-            self.out.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.out.write("\n")
+LAST_RUN = "last_run.json"
+"""Under the state folder: the size of the last complete run, for the progress bar."""
 
 
 def _finished(
@@ -99,7 +57,7 @@ class LifecycleRun:
         state_dir: Path,
         *,
         dry_run: bool = False,
-        progress: Progress | None = None,
+        progress: RunProgress | None = None,
         before_change: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
@@ -107,7 +65,8 @@ class LifecycleRun:
         self.dry_run = dry_run
         self.facts = FactsReader(store, plays, state_dir, cfg.hot_window_days)
         self.restores = RestoreTracker(state_dir / "restores.json")
-        self.progress = progress or Progress(False)
+        self.progress = progress or RunProgress(False)
+        self.last_run_path = state_dir / LAST_RUN
         self.before_change = before_change
         """Called with each key before it is changed (tests use it to simulate a kill)."""
         self.summary = RunSummary()
@@ -130,11 +89,14 @@ class LifecycleRun:
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
-            self.progress.done()
+            self.progress.done(self.summary)
         if self._failure is not None:
             raise self._failure
         if not self.dry_run:
             self.facts.save_mentors()
+            LastRun(self.summary.sessions, self.summary.objects_seen, time.time()).save(
+                self.last_run_path
+            )
             await self.restores.poll(self.store)  # restores are real: the real clock
         return self.summary
 

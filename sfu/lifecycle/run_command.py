@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sfu.analytics.plays import MemoryPlayStore, PlayStore
 from sfu.config.settings import Settings
-from sfu.lifecycle.engine import LifecycleRun, Progress, explain
+from sfu.lifecycle.engine import LAST_RUN, LifecycleRun, explain
+from sfu.lifecycle.summary import LastRun, RunProgress
 from sfu.storage import store_from_settings
 from sfu.storage.restores import RestoreTracker
 
@@ -46,6 +47,12 @@ def open_plays(settings: Settings) -> PlayStore:
     return store
 
 
+def progress(args: argparse.Namespace, settings: Settings) -> RunProgress:
+    """The bar on a terminal, measured against the previous complete run's sessions."""
+    last = LastRun.load(state_dir(settings) / LAST_RUN)
+    return RunProgress(not args.no_progress, expected=last.sessions if last else None)
+
+
 def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         now = parse_now(getattr(args, "now", None))
@@ -70,7 +77,7 @@ async def _run(args: argparse.Namespace, settings: Settings, now: datetime) -> i
             settings.lifecycle,
             state_dir(settings),
             dry_run=args.dry_run,
-            progress=Progress(not args.no_progress),
+            progress=progress(args, settings),
         )
         summary = await engine.run(now)
     finally:

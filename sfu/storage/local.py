@@ -24,6 +24,7 @@ import asyncio
 import builtins
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ META_DIR = ".meta"
 TMP_DIR = ".tmp"
 _STALE_TMP_S = 3600.0
 _CHUNK = 1 << 20
+_LIST_PAGE = 1000
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -206,25 +208,45 @@ class LocalStore:
             raise StorageError(f"cannot read {key!r}: {exc}") from exc
 
     def _walk(self, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
-        # Start from the deepest folder the prefix names, then filter by the full prefix.
+        """Every file under the prefix, in S3's key order, one folder held at a time.
+
+        A folder's entries are sorted as their keys sort: a sub-folder `d` as `d/`, since all
+        its keys start so, and a file by its name, both compared as UTF-8 bytes (S3's order).
+        """
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         start = self.root / folder if folder else self.root
-        if not start.is_dir():
-            return
-        for dirpath, dirnames, filenames in os.walk(start):
-            if Path(dirpath) == self.root:
-                dirnames[:] = [d for d in dirnames if d not in (META_DIR, TMP_DIR)]
-            relative = Path(dirpath).relative_to(self.root).as_posix()
-            for name in filenames:
-                key = name if relative == "." else f"{relative}/{name}"
-                if key.startswith(prefix):
-                    with contextlib.suppress(FileNotFoundError):
-                        yield key, os.stat(os.path.join(dirpath, name))
+        if start.is_dir():
+            yield from self._walk_folder(start, f"{folder}/" if folder else "", prefix)
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
-        validate_prefix(prefix)
-        found = sorted(self._walk(prefix), key=lambda item: item[0])
-        return [self._info(key, stat.st_size, stat.st_mtime) for key, stat in found]
+    def _walk_folder(
+        self, path: Path, relative: str, prefix: str
+    ) -> Iterator[tuple[str, os.stat_result]]:
+        try:
+            with os.scandir(path) as scan:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in scan]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot list {relative or '/'!r}: {exc}") from exc
+        entries.sort(key=lambda entry: (entry[0] + "/" if entry[1] else entry[0]).encode())
+        for name, is_dir in entries:
+            key = relative + name
+            if is_dir:
+                if not relative and name in (META_DIR, TMP_DIR):
+                    continue
+                below = key + "/"
+                if below.startswith(prefix) or prefix.startswith(below):
+                    yield from self._walk_folder(path / name, below, prefix)
+            elif key.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    yield key, os.stat(path / name)
+
+    def _list(self, found: Iterator[tuple[str, os.stat_result]]) -> builtins.list[ObjectInfo]:
+        """The next page (up to 1,000 objects, as S3 pages) of a walk."""
+        return [
+            self._info(key, stat.st_size, stat.st_mtime)
+            for key, stat in itertools.islice(found, _LIST_PAGE)
+        ]
 
     def _delete(self, key: str) -> None:
         path = self._path(key)
@@ -331,8 +353,11 @@ class LocalStore:
         return await asyncio.to_thread(self._head, key)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
-        for info in await asyncio.to_thread(self._list, prefix):
-            yield info
+        validate_prefix(prefix)
+        found = self._walk(prefix)
+        while page := await asyncio.to_thread(self._list, found):
+            for info in page:
+                yield info
 
     async def delete(self, key: str) -> None:
         self._path(key)

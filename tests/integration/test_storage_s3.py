@@ -5,12 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +23,7 @@ from sfu.storage import (
     cache_control_for,
     open_store,
 )
+from sfu.testing.moto import free_port, moto_server
 
 if TYPE_CHECKING:
     from sfu.storage.s3 import S3Store
@@ -37,46 +32,11 @@ BUCKET = "cotept-vod"
 START_TIMEOUT_S = 30.0
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
     """moto's standalone S3 server as a subprocess on loopback, answering before we go on."""
-    port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                err = process.stderr.read().decode() if process.stderr else ""
-                raise RuntimeError(f"moto server exited with {process.returncode}: {err}")
-            try:
-                with urllib.request.urlopen(endpoint + "/moto-api/", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server not answering on {endpoint}") from None
-                time.sleep(0.1)
+    with moto_server() as endpoint:
         yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -167,6 +127,19 @@ async def test_tiers(store: ObjectStore) -> None:
     assert [i.tier async for i in store.list("vod/")] == [Tier.ARCHIVE]
 
 
+async def test_listing_is_in_s3_key_order(store: ObjectStore) -> None:
+    # '-' and '.' sort before '/', '0' after it: a folder's keys are not listed as a block
+    # before its neighbours, and both stores must agree with S3's byte order.
+    keys = ["v/a/b", "v/a-c", "v/a.d", "v/a/c/d", "v/ab", "v/a0", "v/\u00e9", "v/a/b0", "v/A"]
+    for key in keys:
+        await store.put(key, b"1", content_type="a/b")
+    expected = sorted(keys, key=lambda k: k.encode())
+    assert [info.key async for info in store.list("v/")] == expected
+    assert [info.key async for info in store.list("v/a")] == [
+        k for k in expected if k.startswith("v/a")
+    ]
+
+
 async def test_missing_key(store: ObjectStore) -> None:
     for call in (store.get, store.head, store.get_tier):
         with pytest.raises(ObjectNotFound):
@@ -203,7 +176,7 @@ async def test_unreachable_endpoint_is_storage_error(aws_env: None) -> None:
 
     store = S3Store(
         BUCKET,
-        endpoint_url=f"http://127.0.0.1:{_free_port()}",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
         connect_timeout_s=1,
         max_attempts=1,
     )

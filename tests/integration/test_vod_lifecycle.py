@@ -20,9 +20,11 @@ from sfu.config.settings import Settings, load_settings
 from sfu.lifecycle import orphans, run_command
 from sfu.lifecycle.commands import add_parsers
 from sfu.lifecycle.engine import LifecycleRun
+from sfu.lifecycle.summary import LastRun
 from sfu.storage import ObjectNotFound, ObjectStore, Tier, store_from_settings
 from sfu.storage.base import RestoreState
-from tests.support.lifecycle import moto_server, publish_fake, session_keys
+from sfu.testing.moto import moto_server
+from tests.support.lifecycle import publish_fake, session_keys
 
 BUCKET = "cotept-lifecycle"
 PUBLISHED = datetime(2026, 1, 1, 12, tzinfo=UTC)
@@ -121,6 +123,8 @@ def test_session_moves_at_31_366_and_is_gone_at_2556(
     assert "from=Standard to=InfrequentAccess" in lines[0]
     assert cli(settings, "run", "--now", at(32), "--no-progress") == 0
     assert len(audit_lines(caplog)) == len(keys)  # nothing to do twice
+    last = LastRun.load(settings.data_dir / "lifecycle" / "last_run.json")
+    assert last is not None and (last.sessions, last.objects) == (1, len(keys))  # the bar's total
     assert cli(settings, "run", "--now", at(366), "--no-progress") == 0
     assert set(tiers(settings, "s1").values()) == {Tier.ARCHIVE}
     assert cli(settings, "run", "--now", at(2556), "--no-progress") == 0

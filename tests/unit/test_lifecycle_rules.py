@@ -11,9 +11,9 @@ import pytest
 from sfu.analytics.plays import MemoryPlayStore, Play
 from sfu.config.settings import load_settings
 from sfu.lifecycle.catalogue import FactsReader, sessions
-from sfu.lifecycle.engine import Progress, RunSummary
 from sfu.lifecycle.rules import Action, SessionFacts, decide
 from sfu.lifecycle.run_command import parse_now
+from sfu.lifecycle.summary import LastRun, RunProgress, RunSummary
 from sfu.storage import LocalStore, ObjectArchived, Tier
 from sfu.storage.base import RestoreState
 from sfu.storage.s3 import restore_state_of
@@ -134,14 +134,42 @@ def test_progress_only_on_a_terminal() -> None:
     summary = RunSummary(sessions=2, objects_seen=14, changed=7)
     tty, pipe = _Tty(), io.StringIO()
     for out in (tty, pipe):
-        progress = Progress(True, out)
+        progress = RunProgress(True, out)
         progress.update(summary)
-        progress.done()
-    assert tty.getvalue() == "\rlifecycle: 2 sessions, 14 objects, 7 moved, 0 deleted\n"
+        progress.done(summary)
+    line = "\rlifecycle: 2 sessions, 14 objects, 7 moved, 0 deleted"
+    assert tty.getvalue() == line + line + "\n"
     assert pipe.getvalue() == ""
     off = _Tty()
-    Progress(False, off).update(summary)
+    RunProgress(False, off).update(summary)
     assert off.getvalue() == ""
+
+
+def test_progress_bar_against_the_last_run() -> None:
+    clock = [0.0]
+    tty = _Tty()
+    progress = RunProgress(True, tty, expected=10_000, clock=lambda: clock[0])
+    progress.update(RunSummary(sessions=2_500, objects_seen=50_000, changed=3))
+    progress.update(RunSummary(sessions=2_600))  # within 0.1 s: not redrawn
+    assert tty.getvalue() == (
+        "\rlifecycle [######..................]  25% 2,500 of ~10,000 sessions, "
+        "50,000 objects, 3 moved, 0 deleted"
+    )
+    clock[0] = 1.0
+    progress.update(RunSummary(sessions=10_001))  # past the last run: a counter, line wiped
+    last = tty.getvalue().rsplit("\r", 1)[1]
+    assert last.startswith("lifecycle: 10,001 sessions, 0 objects, 0 moved, 0 deleted  ")
+    assert len(last) == len("\rlifecycle [######..................]  25% 2,500 of ~10,000 "
+        "sessions, 50,000 objects, 3 moved, 0 deleted") - 1  # fmt: skip
+
+
+def test_last_run_kept_and_bad_file_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "lifecycle" / "last_run.json"
+    assert LastRun.load(path) is None
+    LastRun(10_000, 200_000, 1.5).save(path)
+    assert LastRun.load(path) == LastRun(10_000, 200_000, 1.5)
+    path.write_text("{not json", encoding="utf-8")
+    assert LastRun.load(path) is None
 
 
 def test_now_is_rfc3339_or_utc() -> None:

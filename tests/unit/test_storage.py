@@ -114,6 +114,14 @@ async def test_listing_by_prefix_excludes_sidecars(store: LocalStore) -> None:
     assert listed[0].content_type == "a/b" and listed[0].size == 1
 
 
+async def test_listing_streams_pages_in_key_order(store: LocalStore) -> None:
+    # More than one page (1,000): the listing goes on across pages, in order, nothing twice.
+    keys = [f"vod/sessions/s{n % 7}/{n:04d}.ts" for n in range(1005)]
+    for key in keys:
+        await store.put(key, b"", content_type="video/mp2t")
+    assert await _keys(store, "vod/") == sorted(keys)
+
+
 async def test_delete_and_not_found(store: LocalStore) -> None:
     await store.put("x/y/z", b"1", content_type="a/b")
     assert await store.exists("x/y/z")

@@ -6,7 +6,9 @@ DEDUPE_S of its last counted play is one play (players re-fetch the master playl
 without a client address is never deduplicated. Files may be gzip (recognised by their first
 bytes, whatever their name). The plays go to the play store (`open_play_store`); the cache hit
 ratio over every line that carries a cache status is kept for `sfu analytics serve` to export.
-Ingesting the same file twice counts its plays twice."""
+Ingesting a file again counts only the lines it did not have before (`IngestLedger`, in
+sfu/analytics/ledger.py: appended, rotated and gzipped copies included); `--again` counts
+the given files from their first line."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ import gzip
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from sfu.analytics.ledger import IngestLedger, is_record, log_identity
 from sfu.analytics.logformats import Request, Unparsed, parse_line
 from sfu.analytics.plays import Play
 from sfu.analytics.store import STORE_ERRORS, open_play_store, save_cdn_stats
@@ -44,6 +47,10 @@ class Tally:
     cache_hits: int = 0
     cache_lines: int = 0
     unreadable: list[str] = field(default_factory=list)
+    already: int = 0
+    """Lines an earlier ingest counted (skipped, by the ledger)."""
+    done: dict[str, int] = field(default_factory=dict)
+    """Per log identity, the complete lines from the top now counted (for the ledger)."""
 
     def add(self, request: Request, now: float) -> None:
         if request.cache is not None:
@@ -95,23 +102,67 @@ def read_lines(path: Path) -> Iterator[str]:
         yield from text
 
 
-def scan(paths: list[Path]) -> Tally:
+def scan(paths: list[Path], counted: Mapping[str, int] | None = None) -> Tally:
+    """Read the files, less the lines `counted` (identity -> lines) says were counted."""
     tally, now = Tally(), time.time()
+    known = dict(counted or {})
     for path in paths:
-        try:
-            for line in read_lines(path):
-                tally.lines += 1
-                try:
-                    tally.add(parse_line(line), now)
-                except Unparsed as exc:
-                    tally.skipped[str(exc)] += 1
-        except (OSError, EOFError) as exc:  # missing, unreadable, a cut gzip
-            tally.unreadable.append(f"{path}: {exc}")
+        _scan_file(path, known, tally, now)
     return tally
+
+
+def _scan_file(path: Path, known: dict[str, int], tally: Tally, now: float) -> None:
+    identity: str | None = None
+    skip = done = 0
+    head: list[str] = []  # headers before the first record, until it names the log
+
+    def count(line: str) -> None:
+        nonlocal done
+        done += 1
+        if done <= skip:
+            tally.already += 1
+            return
+        tally.lines += 1
+        try:
+            tally.add(parse_line(line), now)
+        except Unparsed as exc:
+            tally.skipped[str(exc)] += 1
+
+    def take(line: str) -> None:
+        nonlocal identity, skip
+        if identity is None:
+            if not is_record(line):
+                head.append(line)
+                return
+            identity = log_identity(line)
+            skip = known.get(identity, 0)
+            for header in head:
+                count(header)
+            head.clear()
+        count(line)
+
+    pending: str | None = None  # one line behind: a cut stream's last line is held back
+    try:
+        for line in read_lines(path):
+            if pending is not None:
+                take(pending)
+            pending = line
+    except (OSError, EOFError) as exc:  # missing, unreadable, a cut gzip
+        tally.unreadable.append(f"{path}: {exc}")
+        pending = None  # may be cut mid-line: the next run reads it whole
+    if pending is not None:
+        take(pending)
+    for header in head:  # a log of headers only: nothing names it, nothing to remember
+        count(header)
+    if identity is not None:
+        known[identity] = max(skip, done)  # the same log twice in one run: counted once
+        tally.done[identity] = known[identity]
 
 
 def report(tally: Tally, recorded: int) -> str:
     out = [f"lines read: {tally.lines}", f"plays recorded: {recorded}"]
+    if tally.already:
+        out.append(f"lines counted by an earlier ingest (skipped): {tally.already}")
     for reason, count in sorted(tally.skipped.items()):
         out.append(f"skipped ({reason}): {count}")
     ratio = tally.hit_ratio
@@ -122,8 +173,12 @@ def report(tally: Tally, recorded: int) -> str:
     return "\n".join(out)
 
 
-async def ingest(paths: list[Path], settings: Settings) -> tuple[Tally, int]:
-    tally = await asyncio.to_thread(scan, paths)
+async def ingest(
+    paths: list[Path], settings: Settings, *, again: bool = False
+) -> tuple[Tally, int]:
+    ledger = IngestLedger(settings)
+    counted = {} if again else await ledger.load()
+    tally = await asyncio.to_thread(scan, paths, counted)
     plays = tally.plays()
     store = open_play_store(settings)
     try:
@@ -132,12 +187,14 @@ async def ingest(paths: list[Path], settings: Settings) -> tuple[Tally, int]:
         await store.close()
     if tally.cache_lines:
         await save_cdn_stats(settings, tally.cache_hits, tally.cache_lines, time.time())
+    await ledger.save(tally.done, replace=again)  # after the plays: a crash recounts, never loses
     return tally, recorded
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
-        tally, recorded = asyncio.run(ingest(list(args.files), settings))
+        again = bool(getattr(args, "again", False))
+        tally, recorded = asyncio.run(ingest(list(args.files), settings, again=again))
     except STORE_ERRORS as exc:
         print(f"error: plays not recorded, the play store failed: {exc}", file=sys.stderr)
         return 1

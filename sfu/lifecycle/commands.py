@@ -65,6 +65,11 @@ def add_parsers(sub: _SubParsersAction[argparse.ArgumentParser]) -> None:
         "ingest-logs", help="count plays from CDN or object-storage access logs (gzip too)"
     )
     ingest.add_argument("files", nargs="+", type=Path)
+    ingest.add_argument(
+        "--again",
+        action="store_true",
+        help="count these files from their first line, whatever an earlier ingest counted",
+    )
     analytics = sub.add_parser("analytics", help="the storage analytics service")
     service = analytics.add_subparsers(dest="analytics_command", required=True)
     service.add_parser("serve", help="take plays (POST /vod/views), export storage metrics")

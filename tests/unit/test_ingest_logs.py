@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gzip
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import redis
 
 from sfu.analytics import ingest
 from sfu.analytics.logformats import Unparsed, parse_line
-from sfu.analytics.store import FilePlayStore, load_cdn_ratio
-from sfu.config.settings import load_settings
+from sfu.analytics.store import FilePlayStore, load_cdn_ratio, open_play_store
+from sfu.config.settings import Settings, load_settings
+from sfu.testing.process import redis_server
 
 T0 = datetime(2026, 11, 3, 10, 0, tzinfo=UTC).timestamp()
 
@@ -145,3 +149,87 @@ def test_main_reports_and_fails_on_unreadable(
     assert "plays recorded: 1" in captured.out
     assert "missing.log" in captured.err and "cut.gz" in captured.err
     assert ingest.main(argparse.Namespace(files=[plain]), settings) == 0
+
+
+def _play(minute: int, session: str = "s1", client: str = "203.0.113.7") -> str:
+    return (
+        f'{client} - - [03/Nov/2026:10:{minute:02d}:00 +0000] "GET /vod/sessions/{session}/'
+        'master.m3u8 HTTP/1.1" 200 512'
+    )
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    with redis_server() as port:
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(params=["file", "redis"])
+def ledger_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    if request.param == "file":
+        return load_settings(data_dir=tmp_path / "data")
+    url = request.getfixturevalue("redis_url")
+    redis.Redis.from_url(url).flushdb()
+    return load_settings(data_dir=tmp_path / "data", redis_url=url)
+
+
+async def _plays(settings: Settings, session: str = "s1") -> int:
+    store = open_play_store(settings)
+    try:
+        return (await store.summary(session, T0)).plays
+    finally:
+        await store.close()
+
+
+async def test_a_log_ingested_again_counts_only_its_new_lines(
+    ledger_settings: Settings, tmp_path: Path
+) -> None:
+    # Distinct clients: every line is a play, so any double count shows in the total.
+    lines = [_play(0, client=f"192.0.2.{n}") for n in range(1, 6)]
+    log = write(tmp_path / "access.log", ["#Version: 1.0", *lines[:3]], gz=False)
+    assert (await ingest.ingest([log], ledger_settings))[1] == 3
+    tally, recorded = await ingest.ingest([log], ledger_settings)  # tomorrow's CronJob
+    assert (recorded, tally.already, tally.lines) == (0, 4, 0)
+    write(log, ["#Version: 1.0", *lines], gz=False)  # the CDN appended two lines
+    assert (await ingest.ingest([log], ledger_settings))[1] == 2
+    # rotated and gzipped under another name, passed twice in one run: nothing new
+    rotated = write(tmp_path / "access.log.1.gz", ["#Version: 1.0", *lines], gz=True)
+    tally, recorded = await ingest.ingest([rotated, rotated], ledger_settings)
+    assert (recorded, tally.already) == (0, 12)
+    assert await _plays(ledger_settings) == 5
+    # another log (its first record differs) is counted in full
+    other_lines = [_play(50, "s2"), _play(51, "s2", "192.0.2.99")]
+    other = write(tmp_path / "other.log", other_lines, gz=False)
+    assert (await ingest.ingest([other, log], ledger_settings))[1] == 2
+    # --again counts what it is given from the top, and the ledger then knows it whole
+    assert (await ingest.ingest([log], ledger_settings, again=True))[1] == 5
+    assert await _plays(ledger_settings) == 10
+    assert (await ingest.ingest([log], ledger_settings))[1] == 0
+
+
+async def test_the_cut_end_of_a_gzip_is_held_back(
+    ledger_settings: Settings, tmp_path: Path
+) -> None:
+    lines = [_play(0, client=f"198.51.100.{n}") for n in range(1, 41)]
+    whole = gzip.compress(("\n".join(lines) + "\n").encode())
+    cut = tmp_path / "live.log.gz"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])  # still being written
+    tally, recorded = await ingest.ingest([cut], ledger_settings)
+    assert tally.unreadable and 0 < recorded < 40
+    cut.write_bytes(whole)  # finished: the rest, and the held-back line, exactly once
+    tally, recorded_later = await ingest.ingest([cut], ledger_settings)
+    assert not tally.unreadable and recorded + recorded_later == 40
+    assert await _plays(ledger_settings) == 40
+
+
+def test_a_damaged_ledger_file_is_an_error_and_records_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "data")
+    log = write(tmp_path / "a.log", [_play(0)], gz=False)
+    ledger = tmp_path / "data" / "analytics" / "ingested.json"
+    ledger.parent.mkdir(parents=True)
+    ledger.write_text("{cut", encoding="utf-8")
+    assert ingest.main(argparse.Namespace(files=[log]), settings) == 1
+    assert "ingested.json is not a JSON ledger" in capsys.readouterr().err
+    assert asyncio.run(_plays(settings)) == 0

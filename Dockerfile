@@ -18,10 +18,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY sfu ./sfu
 # Dependencies must come as wheels (--only-binary): a missing wheel fails the build here
-# instead of compiling against libraries the runtime stage would not have.
+# instead of compiling against libraries the runtime stage would not have. The `oci` extra is
+# OCI's SDK, which the lifecycle job and storage analytics use for tiers and restores
+# (oci:// storage URLs); the SFU and the VOD worker never import it.
 RUN python -m venv /opt/venv \
  && python -m pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/venv/bin/pip install --only-binary=:all: /wheels/*.whl \
+ && /opt/venv/bin/pip install --only-binary=:all: "$(ls /wheels/*.whl)[oci]" \
  && /opt/venv/bin/pip uninstall --yes pip setuptools
 
 FROM python:3.11-slim-bookworm AS runtime

@@ -155,6 +155,14 @@ class FlatSettings(BaseSettings):
     """Endpoint of the S3-compatible service for `s3://` URLs (OCI:
     https://<namespace>.compat.objectstorage.<region>.oraclecloud.com). Unset: AWS S3.
     Credentials and region: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION."""
+    oci_auth: Literal[
+        "auto", "config_file", "resource_principal", "instance_principal", "oke_workload_identity"
+    ] = "auto"
+    """How `oci://` stores sign their requests (sfu/storage/oci.py): `oke_workload_identity` for
+    a pod on OKE with workload identity (its service account is the principal),
+    `instance_principal` for the node's dynamic group, `resource_principal` (OCI Functions and
+    the like), `config_file` (OCI_CONFIG_FILE / OCI_CONFIG_PROFILE, ~/.oci/config); `auto`:
+    resource principals when OCI_RESOURCE_PRINCIPAL_VERSION is set, else the config file."""
     s3_multipart_threshold_mb: int = Field(default=64, ge=5, le=5120)
     """Objects of this many MiB or more go to S3 in parts (multipart upload) instead of one
     PUT, which S3 and OCI cap at 5 GiB; their tier changes are multipart copies likewise."""

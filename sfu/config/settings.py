@@ -133,6 +133,9 @@ class StorageSettings:
     url: str | None
     """`file:///dir` or `s3://bucket[/prefix]`; None: `file://<data_dir>/objects`."""
     s3_endpoint: str | None
+    oci_auth: str
+    """`auto`, `config_file`, `resource_principal`, `instance_principal` or
+    `oke_workload_identity` (SFU_OCI_AUTH): how oci:// stores sign their requests."""
     s3_multipart_threshold_mb: int
     s3_multipart_chunk_mb: int
 
@@ -273,6 +276,7 @@ class Settings:
             storage=StorageSettings(
                 url=flat.storage_url,
                 s3_endpoint=flat.s3_endpoint,
+                oci_auth=flat.oci_auth,
                 s3_multipart_threshold_mb=flat.s3_multipart_threshold_mb,
                 s3_multipart_chunk_mb=flat.s3_multipart_chunk_mb,
             ),

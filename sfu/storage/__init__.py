@@ -61,6 +61,7 @@ def open_store(
     region: str | None = None,
     multipart_threshold_mb: int | None = None,
     multipart_chunk_mb: int | None = None,
+    oci_auth: str = "auto",
 ) -> ObjectStore:
     """The store a URL names; StorageError for a URL that names none. The multipart sizes
     (MiB) apply to s3:// stores; None keeps S3Store's defaults."""
@@ -104,14 +105,14 @@ def open_store(
         except InvalidKey as exc:
             raise StorageError(f"storage URL {url!r}: bad prefix: {exc}") from None
     if scheme == "oci":
-        return _open_oci(url)
+        return _open_oci(url, oci_auth)
     raise StorageError(
         f"storage URL {url!r}: unsupported; use file:///dir, s3://bucket[/prefix] or "
         "oci://namespace/bucket[/prefix]"
     )
 
 
-def _open_oci(url: str) -> ObjectStore:
+def _open_oci(url: str, auth: str) -> ObjectStore:
     parts = urlsplit(url)
     bucket, _, prefix = unquote(parts.path).lstrip("/").partition("/")
     if not parts.netloc or not bucket:
@@ -119,13 +120,13 @@ def _open_oci(url: str) -> ObjectStore:
     if parts.query or parts.fragment:
         raise StorageError(f"storage URL {url!r}: oci:// takes no query or fragment")
     try:
-        from sfu.storage.oci import OCIStore  # the oci SDK is imported only when OCI is used
+        from sfu.storage.oci import OCIStore, default_client  # oci is imported only for OCI
     except ImportError:
         raise StorageError(
             f"storage URL {url!r} needs the oci SDK: pip install 'cotept-sfu[oci]'"
         ) from None
     try:
-        return OCIStore(parts.netloc, bucket, prefix)
+        return OCIStore(parts.netloc, bucket, prefix, client=default_client(auth))
     except InvalidKey as exc:
         raise StorageError(f"storage URL {url!r}: bad prefix: {exc}") from None
 
@@ -142,4 +143,5 @@ def store_from_settings(settings: Settings) -> ObjectStore:
         endpoint=settings.storage.s3_endpoint,
         multipart_threshold_mb=settings.storage.s3_multipart_threshold_mb,
         multipart_chunk_mb=settings.storage.s3_multipart_chunk_mb,
+        oci_auth=settings.storage.oci_auth,
     )

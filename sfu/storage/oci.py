@@ -6,10 +6,11 @@ object's tier or restore one from Archive (docs/lifecycle-costs.md); the native 
 reads HeadObject's `archival-state` (Archived, Restoring, Restored). An object in Archive cannot
 be moved to another tier by UpdateObjectStorageTier: set_tier refuses that with StorageError.
 
-`oci://namespace/bucket[/prefix]`. Credentials: OKE workload/resource principals when
-OCI_RESOURCE_PRINCIPAL_VERSION is set, else the SDK's config file (OCI_CONFIG_FILE,
-OCI_CONFIG_PROFILE; default ~/.oci/config, DEFAULT). The SDK is synchronous: each call runs in
-a worker thread.
+`oci://namespace/bucket[/prefix]`. Credentials as SFU_OCI_AUTH says (`default_client`): OKE
+workload identity (the pod's service account, what k8s/ uses), instance or resource
+principals, or the SDK's config file (OCI_CONFIG_FILE, OCI_CONFIG_PROFILE; default
+~/.oci/config, DEFAULT); `auto` takes resource principals when OCI_RESOURCE_PRINCIPAL_VERSION
+is set, else the config file. The SDK is synchronous: each call runs in a worker thread.
 """
 
 from __future__ import annotations
@@ -45,16 +46,53 @@ _ARCHIVAL = {
 }
 
 
-def default_client() -> Any:
-    """An ObjectStorageClient from resource principals or the SDK's config file."""
-    if os.environ.get("OCI_RESOURCE_PRINCIPAL_VERSION"):
-        signer = oci.auth.signers.get_resource_principals_signer()
-        return oci.object_storage.ObjectStorageClient({"region": signer.region}, signer=signer)
-    config = oci.config.from_file(
-        os.environ.get("OCI_CONFIG_FILE", oci.config.DEFAULT_LOCATION),
-        os.environ.get("OCI_CONFIG_PROFILE", oci.config.DEFAULT_PROFILE),
-    )
-    return oci.object_storage.ObjectStorageClient(config)
+AUTH_MODES = (
+    "auto",
+    "config_file",
+    "resource_principal",
+    "instance_principal",
+    "oke_workload_identity",
+)
+
+
+def default_client(auth: str = "auto") -> Any:
+    """An ObjectStorageClient signed as `auth` says (SFU_OCI_AUTH, see AUTH_MODES).
+
+    A principal that cannot be had here (no OKE token, no metadata service) is a
+    StorageError naming the mode, raised when the store is opened, not at its first call."""
+    if auth not in AUTH_MODES:
+        raise StorageError(f"unknown OCI auth {auth!r}: use one of {', '.join(AUTH_MODES)}")
+    if auth == "auto":
+        auth = (
+            "resource_principal"
+            if os.environ.get("OCI_RESOURCE_PRINCIPAL_VERSION")
+            else "config_file"
+        )
+    if auth == "config_file":
+        return _config_file_client()
+    signers = oci.auth.signers
+    make: Callable[[], Any] = {
+        "resource_principal": signers.get_resource_principals_signer,
+        "instance_principal": signers.InstancePrincipalsSecurityTokenSigner,
+        "oke_workload_identity": signers.get_oke_workload_identity_resource_principal_signer,
+    }[auth]
+    try:
+        signer = make()
+    except (oci.exceptions.ClientError, oci.exceptions.ServiceError, OSError, ValueError) as exc:
+        raise StorageError(f"OCI auth {auth}: no credentials here: {exc}") from None
+    config = {"region": signer.region} if getattr(signer, "region", None) else {}
+    return oci.object_storage.ObjectStorageClient(config, signer=signer)
+
+
+def _config_file_client() -> Any:
+    try:
+        config = oci.config.from_file(
+            os.environ.get("OCI_CONFIG_FILE", oci.config.DEFAULT_LOCATION),
+            os.environ.get("OCI_CONFIG_PROFILE", oci.config.DEFAULT_PROFILE),
+        )
+        return oci.object_storage.ObjectStorageClient(config)
+    except (oci.exceptions.ClientError, OSError, ValueError) as exc:
+        raise StorageError(f"OCI auth config_file: {exc}") from None
 
 
 def _tier(value: str | None) -> Tier:

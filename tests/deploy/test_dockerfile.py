@@ -57,6 +57,8 @@ def test_runtime_stage_takes_only_the_venv(dockerfile: list[Stage], final: Stage
     build_runs = " ".join(r.args for stage in dockerfile[:-1] for r in stage.all("RUN"))
     assert "pip wheel" in build_runs and "/opt/venv/bin/pip install" in build_runs
     assert "[test]" not in build_runs, "test extras do not belong in the image"
+    # the lifecycle job and storage analytics sign OCI requests with the oci SDK (k8s/)
+    assert re.search(r"/opt/venv/bin/pip install [^&]*\[oci\]", build_runs), build_runs
 
 
 def test_runtime_user_is_fixed_and_not_root(final: Stage) -> None:

@@ -14,9 +14,11 @@ import yaml
 
 from sfu.cli import main as sfu_main
 from tests.deploy import REPO, pods, settings_view
-from tests.deploy.manifests import REGISTRY, Doc, _env_names, _one
+from tests.deploy.manifests import MANIFESTS, REGISTRY, Doc, _env_names, _one
 
 AWS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"}
+OCI_ENV = {"OCI_RESOURCE_PRINCIPAL_VERSION", "OCI_RESOURCE_PRINCIPAL_REGION"}
+"""What the oci SDK's OKE workload-identity signer reads (besides SFU_OCI_AUTH)."""
 METRICS = {
     "sfu_storage_bytes",
     "sfu_storage_objects",
@@ -96,20 +98,39 @@ def test_lifecycle_cronjob(
 
 
 @pytest.mark.parametrize("which", ["job", "analytics"])
-def test_same_config_and_storage_key_as_the_worker(
-    which: str, job_pod: Doc, analytics_pod: Doc, worker: Doc
+def test_same_config_as_the_worker_and_oci_as_the_pods_identity(
+    which: str,
+    job_pod: Doc,
+    analytics_pod: Doc,
+    worker: Doc,
+    maps: dict[str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    container = _only_container(job_pod if which == "job" else analytics_pod)
+    """Tiers and restores need OCI's native API (the S3 compatibility API has neither): these
+    two pods use oci:// as their own workload identity, with no static key in sight."""
+    pod = job_pod if which == "job" else analytics_pod
+    container = _only_container(pod)
     assert container["envFrom"] == worker["envFrom"]
     names = settings_view.env_names()
-    assert _env_names(container) <= names | AWS, _env_names(container) - names
-    refs = {e["name"]: e["valueFrom"] for e in container["env"] if "valueFrom" in e}
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        theirs = next(e for e in worker["env"] if e["name"] == name)
-        assert refs[name] == theirs["valueFrom"]
-    pod = job_pod if which == "job" else analytics_pod
+    assert _env_names(container) <= names | OCI_ENV, _env_names(container) - names
+    assert not _env_names(container) & AWS, "no S3 key: the pod signs as its identity"
+    with monkeypatch.context() as env:
+        settings = pods.load_settings(container, maps, env)
+    assert settings.storage.url == "oci://<namespace>/cotept-vod"
+    assert settings.storage.oci_auth == "oke_workload_identity"
+    values = {e["name"]: e.get("value") for e in container["env"]}
+    assert values["OCI_RESOURCE_PRINCIPAL_VERSION"] == "2.2"
+    assert values["OCI_RESOURCE_PRINCIPAL_REGION"] == "ap-seoul-1"
+    # The token OKE exchanges is the service account's, which has no Kubernetes rights.
+    assert pod["serviceAccountName"] == "vod-storage-manager"
+    assert pod["automountServiceAccountToken"] is True
+    account = _one("ServiceAccount", "vod-storage-manager")
+    assert account["automountServiceAccountToken"] is False  # only these pods opt in
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        for binding in (m.doc for m in MANIFESTS if m.doc["kind"] == kind):
+            subjects = binding.get("subjects") or []
+            assert all(s.get("name") != "vod-storage-manager" for s in subjects), binding
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["automountServiceAccountToken"] is False
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert {"/var/lib/sfu", "/tmp"} <= mounts

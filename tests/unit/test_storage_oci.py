@@ -216,10 +216,11 @@ def test_oci_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[tuple[str, str, str]] = []
 
     class Fake:
-        def __init__(self, namespace: str, bucket: str, prefix: str = "") -> None:
+        def __init__(self, namespace: str, bucket: str, prefix: str = "", **_: Any) -> None:
             made.append((namespace, bucket, prefix))
 
     monkeypatch.setattr(module, "OCIStore", Fake)
+    monkeypatch.setattr(module, "default_client", lambda auth: object())
     open_store("oci://ns/cotept-vod")
     open_store("oci://ns/cotept-vod/media/x")
     assert made == [("ns", "cotept-vod", ""), ("ns", "cotept-vod", "media/x")]
@@ -232,3 +233,45 @@ def test_settings_accept_oci_urls() -> None:
     from sfu.config.settings import load_settings
 
     assert load_settings(storage_url="oci://ns/b/p").storage.url == "oci://ns/b/p"
+
+
+def test_oke_workload_identity_signs_as_the_pod(pem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SFU_OCI_AUTH=oke_workload_identity (what k8s/ sets): the client signs with the OKE
+    workload-identity signer, in the signer's region; nothing is asked of a config file."""
+    # What the OKE signer is: a security-token signer (a token for the pod, a session key).
+    signer = oci.auth.signers.SecurityTokenSigner(
+        "pod-token", oci.signer.load_private_key(pem, None)
+    )
+    signer.region = "ap-seoul-1"
+    asked: list[str] = []
+
+    def oke_signer() -> Any:
+        asked.append("oke")
+        return signer
+
+    monkeypatch.setattr(
+        oci.auth.signers, "get_oke_workload_identity_resource_principal_signer", oke_signer
+    )
+    monkeypatch.setenv("OCI_CONFIG_FILE", "/nonexistent/oci-config")
+    store = open_store("oci://ns/cotept-vod", oci_auth="oke_workload_identity")
+    assert isinstance(store, OCIStore) and asked == ["oke"]
+    client = store._client.base_client
+    assert client.signer is signer
+    assert "ap-seoul-1" in client.endpoint
+
+
+def test_oci_auth_without_its_credentials_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sfu.config.loading import SettingsError
+    from sfu.config.settings import load_settings
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(StorageError, match="OCI auth oke_workload_identity: no credentials"):
+        open_store("oci://ns/b", oci_auth="oke_workload_identity")
+    monkeypatch.setenv("OCI_CONFIG_FILE", "/nonexistent/oci-config")
+    monkeypatch.delenv("OCI_RESOURCE_PRINCIPAL_VERSION", raising=False)
+    with pytest.raises(StorageError, match="OCI auth config_file"):
+        open_store("oci://ns/b")  # auto, outside a resource-principal environment
+    with pytest.raises(SettingsError, match="SFU_OCI_AUTH: Input should be 'auto'"):
+        load_settings(oci_auth="kerberos")

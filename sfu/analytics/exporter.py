@@ -104,8 +104,10 @@ class StorageExporter(Collector):
         async for info in store.list(PREFIX):
             snap.bytes[info.tier] += info.size
             snap.objects[info.tier] += 1
-            if seen_until and info.last_modified.timestamp() > seen_until:
-                self.uploads.observe(info.size)  # new since the last refresh
+            # New since the last refresh: written in (its start, this one's start]. One written
+            # after this refresh began is left to the next, which would otherwise count it again.
+            if seen_until and seen_until < info.last_modified.timestamp() <= now:
+                self.uploads.observe(info.size)
             session_id = session_of(info.key)
             if session_id is None:
                 continue

@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sfu.analytics.store import redis_client
+
 if TYPE_CHECKING:
     from sfu.config.settings import Settings
 
@@ -57,13 +59,8 @@ class IngestLedger:
 
     async def load(self) -> dict[str, int]:
         if self.redis_url:
-            import redis.asyncio as aioredis
-
-            client = aioredis.from_url(self.redis_url, socket_connect_timeout=5)
-            try:
+            async with redis_client(self.redis_url) as client:
                 raw = await client.hgetall(LEDGER_KEY)
-            finally:
-                await client.aclose()
             return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in raw.items()}
         return _read(self.path)
 
@@ -73,19 +70,13 @@ class IngestLedger:
         if not counted:
             return
         if self.redis_url:
-            import redis.asyncio as aioredis
-
-            client = aioredis.from_url(self.redis_url, socket_connect_timeout=5)
-            try:
-                async with client.pipeline(transaction=False) as pipe:
-                    for identity, lines in counted.items():
-                        if replace:
-                            pipe.hset(LEDGER_KEY, identity, lines)
-                        else:
-                            pipe.eval(_RAISE, 1, LEDGER_KEY, identity, lines)
-                    await pipe.execute()
-            finally:
-                await client.aclose()
+            async with redis_client(self.redis_url) as client, client.pipeline(False) as pipe:
+                for identity, lines in counted.items():
+                    if replace:
+                        pipe.hset(LEDGER_KEY, identity, lines)
+                    else:
+                        pipe.eval(_RAISE, 1, LEDGER_KEY, identity, lines)
+                await pipe.execute()
             return
         merged = _read(self.path)
         for identity, lines in counted.items():

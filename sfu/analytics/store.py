@@ -23,7 +23,7 @@ import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,17 +279,24 @@ class RedisPlayStore:
         await self._client.aclose()
 
 
+@contextlib.asynccontextmanager
+async def redis_client(url: str) -> AsyncIterator[Any]:
+    """A short-lived Redis client for one command-line step, closed after it."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(url, socket_connect_timeout=5)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def save_cdn_stats(settings: Settings, hits: int, total: int, at: float) -> None:
     """Keep the cache hit ratio of the last ingested logs that carried a cache status."""
     record = json.dumps({"hits": hits, "total": total, "at": at})
     if settings.redis_url:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
-        try:
+        async with redis_client(settings.redis_url) as client:
             await client.set(CDN_KEY, record)
-        finally:
-            await client.aclose()
         return
     path = analytics_dir(settings.data_dir) / "cdn.json"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -302,13 +309,8 @@ async def load_cdn_ratio(settings: Settings) -> float | None:
     """The ratio saved by save_cdn_stats; None when no log carried a cache status yet."""
     raw: str | bytes | None
     if settings.redis_url:
-        import redis.asyncio as aioredis
-
-        client = aioredis.from_url(settings.redis_url, socket_connect_timeout=5)
-        try:
+        async with redis_client(settings.redis_url) as client:
             raw = await client.get(CDN_KEY)
-        finally:
-            await client.aclose()
     else:
         try:
             raw = (analytics_dir(settings.data_dir) / "cdn.json").read_text()

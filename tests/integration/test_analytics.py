@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import generate_latest
 
 from sfu.analytics.exporter import StorageExporter
 from sfu.analytics.plays import DAY_S, MemoryPlayStore, Play
@@ -195,6 +196,29 @@ async def test_hot_unread_objects(settings: Settings) -> None:
     await exporter.refresh(store, plays, now=later)
     assert exporter.snapshot.hot_unread == 0
     assert exporter.tier_of("cold1") is Tier.ARCHIVE
+    await store.close()
+
+
+async def test_an_upload_during_a_refresh_is_counted_once(tmp_path: Path) -> None:
+    """An object written after a refresh began (but listed by it) is the next refresh's: the
+    upload histogram sees each object once, however the listing and the writes interleave."""
+    settings = load_settings(data_dir=tmp_path / "alone")
+    store = store_from_settings(settings)
+    exporter = StorageExporter(settings)
+    plays = MemoryPlayStore()
+    info = await store.put("vod/sessions/mid/720p/seg_0.ts", b"\0" * 10, content_type="x")
+    written = info.last_modified.timestamp()
+
+    def uploads() -> float:
+        found = samples(generate_latest(exporter.registry).decode())
+        return found.get("sfu_storage_upload_bytes_count", 0.0)
+
+    await exporter.refresh(store, plays, now=written - 10)  # the first: the catalogue as found
+    await exporter.refresh(store, plays, now=written - 5)  # began before the write
+    assert uploads() == 0
+    await exporter.refresh(store, plays, now=written + 5)
+    await exporter.refresh(store, plays, now=written + 10)
+    assert uploads() == 1
     await store.close()
 
 

@@ -49,6 +49,17 @@ MEDIA_PORTS_FREE = Gauge("sfu_media_ports_free", "UDP media ports left in the co
 ICE_JUNK_DATAGRAMS = Counter(
     "sfu_ice_junk_datagrams", "Datagrams on media ports that were neither STUN, DTLS nor SRTP"
 )
+ICE_MUX_CONNECTIONS = Gauge(
+    "sfu_ice_mux_connections", "ICE connections attached to the shared media port"
+)
+ICE_MUX_ADDRESSES = Gauge(
+    "sfu_ice_mux_addresses", "Remote addresses bound to a connection on the shared media port"
+)
+ICE_MUX_UNROUTED = Counter(
+    "sfu_ice_mux_unrouted",
+    "Datagrams on the shared media port that no connection took, by reason",
+    ["reason"],
+)
 ICE_MDNS_CANDIDATES_DROPPED = Counter(
     "sfu_ice_mdns_candidates_dropped", "Remote .local (mDNS) candidates dropped unresolved"
 )

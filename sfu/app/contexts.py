@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import WSCloseCode, web
+from aioice.ice import get_host_addresses
 
 from sfu.app.keys import ALLOCATOR, EDGE, ROOM_EVENTS, SETTINGS, VOD_HAND_OFF, VOD_QUEUE, WEBHOOKS
 from sfu.background import spawn
@@ -24,6 +25,7 @@ from sfu.core.timestamps import rfc3339_from_s
 from sfu.ice.connection import IceConfig
 from sfu.ice.ports import PortAllocator
 from sfu.ice.stun_server import ice_servers, open_stun_server
+from sfu.ice.udp_mux import UdpMux
 from sfu.media import seams
 from sfu.media.options import MediaOptions
 from sfu.recording.leases import node_leases
@@ -84,11 +86,19 @@ async def media(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     seams.install()
     allocator = PortAllocator(settings.media.port_min, settings.media.port_max)
+    mux: UdpMux | None = None
+    if settings.media.udp_port is not None:
+        addresses = settings.media.addresses or tuple(
+            get_host_addresses(use_ipv4=True, use_ipv6=settings.media.ipv6)
+        )
+        mux = UdpMux(settings.media.udp_port, addresses)
+        await mux.open()  # OSError names the port and address: the node does not start
     ice = IceConfig(
         addresses=settings.media.addresses,
         public_ip=settings.media.public_ip,
         allocator=allocator,
         use_ipv6=settings.media.ipv6,
+        udp_mux=mux,
     )
     app[ALLOCATOR] = allocator
     app[EDGE].rooms = RoomManager(
@@ -104,18 +114,25 @@ async def media(app: web.Application) -> AsyncIterator[None]:
         ),
         max_rooms=settings.rooms.max_rooms,
         ports=PortBudget(
-            capacity=allocator.capacity,
+            capacity=None if mux is not None else allocator.capacity,
             sockets_per_connection=max(1, len(settings.media.addresses)),
         ),
     )
-    logger.info(
-        "media ports %d-%d on %s",
-        settings.media.port_min,
-        settings.media.port_max,
-        ", ".join(settings.media.addresses) or "all non-loopback interfaces",
-    )
-    yield
-    await app[EDGE].manager.close_all("node_shutdown")
+    if mux is not None:
+        logger.info("media on one UDP port, %d on %s", mux.port, ", ".join(mux.addresses))
+    else:
+        logger.info(
+            "media ports %d-%d on %s",
+            settings.media.port_min,
+            settings.media.port_max,
+            ", ".join(settings.media.addresses) or "all non-loopback interfaces",
+        )
+    try:
+        yield
+        await app[EDGE].manager.close_all("node_shutdown")
+    finally:
+        if mux is not None:
+            mux.close()
 
 
 def live_sessions(manager: RoomManager) -> list[RecordingSession]:
@@ -224,7 +241,7 @@ async def cluster(app: web.Application) -> AsyncIterator[None]:
         return NodeLoad(
             rooms=rooms,
             participants=sum(len(r.participants) for r in manager.rooms.values()),
-            free_ports=max(0, manager.ports.capacity - manager.ports.reserved),
+            free_ports=manager.ports.free,
             room_slots=max(0, manager.max_rooms - len(manager.rooms)),
             draining=manager.draining,
         )

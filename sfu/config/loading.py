@@ -72,6 +72,11 @@ class FlatSettings(BaseSettings):
     # Media (ICE)
     rtc_port_min: int = Field(default=50000, ge=1024, le=65535)
     rtc_port_max: int = Field(default=50200, ge=1024, le=65535)
+    rtc_udp_port: int | None = Field(default=None, ge=1024, le=65535)
+    """One UDP port for the media of every peer connection (ICE, DTLS and SRTP demultiplexed
+    by ICE ufrag and remote address, sfu/ice/udp_mux.py). When set, the range
+    SFU_RTC_PORT_MIN..MAX is not used and ports no longer bound the rooms of a node. Unset
+    (the default): one port of the range per peer connection."""
     rtc_addresses: Annotated[tuple[str, ...], NoDecode] = ()
     """Local addresses to gather host candidates on. Empty: the machine's non-loopback
     interfaces. Tests set 127.0.0.1."""

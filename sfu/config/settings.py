@@ -70,6 +70,8 @@ class MediaSettings:
 
     port_min: int
     port_max: int
+    udp_port: int | None
+    """The shared media port (SFU_RTC_UDP_PORT); None: a port of the range per connection."""
     addresses: tuple[str, ...]
     """Local addresses to gather host candidates on; empty: the non-loopback interfaces."""
     public_ip: str | None
@@ -242,6 +244,7 @@ class Settings:
             media=MediaSettings(
                 port_min=flat.rtc_port_min,
                 port_max=flat.rtc_port_max,
+                udp_port=flat.rtc_udp_port,
                 addresses=flat.rtc_addresses,
                 public_ip=flat.public_ip,
                 ipv6=flat.rtc_ipv6,
@@ -343,6 +346,7 @@ KEY_PATHS: dict[str, str] = {
     **{key: f"limits.{key}" for key in LimitSettings.__dataclass_fields__},
     "rtc_port_min": "media.port_min",
     "rtc_port_max": "media.port_max",
+    "rtc_udp_port": "media.udp_port",
     "rtc_addresses": "media.addresses",
     "public_ip": "media.public_ip",
     "rtc_ipv6": "media.ipv6",

@@ -1,9 +1,10 @@
-"""The aioice seam: an ICE connection that binds inside the media port range.
+"""The aioice seam: an ICE connection that binds inside the media port range, or shares one.
 
 `SfuConnection` is an `aioice.Connection` that
 - binds its host sockets through a `PortAllocator` (or on port 0 when there is none, for test
   clients) and raises `PortsExhausted` when it cannot bind any, where stock aioice would
-  produce an SDP without candidates;
+  produce an SDP without candidates; or, with `IceConfig.udp_mux`, attaches to the shared
+  media port's sockets (sfu/ice/udp_mux.py) under a 16-digit ufrag of its own;
 - announces `public_ip` in its host candidates (NAT 1:1) while the socket stays bound to the
   local address;
 - never contacts a STUN or TURN server, whatever aiortc passes;
@@ -21,11 +22,12 @@ import asyncio
 import functools
 import ipaddress
 import logging
+import secrets
 import socket
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import aioice
 from aioice import stun
@@ -42,6 +44,18 @@ logger = logging.getLogger(__name__)
 _STUN_MAGIC_COOKIE = b"\x21\x12\xa4\x42"
 
 
+class SharedPort(Protocol):
+    """What a connection needs of the shared media port (sfu/ice/udp_mux.py's UdpMux)."""
+
+    port: int
+
+    def attach(
+        self, connection: SfuConnection, component: int
+    ) -> list[tuple[str, SfuStunProtocol]]: ...
+
+    def has_ufrag(self, ufrag: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class IceConfig:
     """How the SFU's ICE connections gather candidates."""
@@ -54,6 +68,10 @@ class IceConfig:
     allocator: PortAllocator | None = None
     """Where host sockets come from. None: port 0 (any port), for test clients."""
     use_ipv6: bool = False
+    udp_mux: SharedPort | None = None
+    """The shared media port (SFU_RTC_UDP_PORT): when set, connections attach to its sockets
+    (one per address, sfu/ice/udp_mux.py) instead of binding their own; `allocator` and
+    `addresses` are then not used (the mux was opened on the addresses)."""
 
     def __post_init__(self) -> None:
         for address in (*self.addresses, *([self.public_ip] if self.public_ip else [])):
@@ -175,6 +193,8 @@ class SfuConnection(aioice.Connection):
             raise ValueError(f"unsupported ICE transport policy {transport_policy}")
         if stun_server is not None or turn_server is not None:
             logger.debug("ignoring ICE servers stun=%s turn=%s", stun_server, turn_server)
+        if ice_config.udp_mux is not None and local_username is None:
+            local_username = _unique_ufrag(ice_config.udp_mux)
         super().__init__(
             ice_controlling,
             components=components,
@@ -206,6 +226,8 @@ class SfuConnection(aioice.Connection):
         `addresses` (aioice's host addresses) is used only when the config names none.
         Raises `PortsExhausted` when no socket could be bound at all.
         """
+        if self.ice_config.udp_mux is not None:
+            return self._attach_to_mux(self.ice_config.udp_mux, component)
         wanted = list(self.ice_config.addresses) or addresses
         loop = asyncio.get_running_loop()
         opened: list[SfuStunProtocol] = []
@@ -259,7 +281,21 @@ class SfuConnection(aioice.Connection):
                 if lease is not None:
                     lease.release()
 
-        protocol.local_candidate = Candidate(
+        protocol.local_candidate = self._host_candidate(component, bound_host, port)
+        protocol.ready = True
+        return protocol
+
+    def _attach_to_mux(self, mux: SharedPort, component: int) -> list[Candidate]:
+        """Host candidates on the shared port, one per address the mux listens on."""
+        attached = mux.attach(self, component)
+        for address, protocol in attached:
+            protocol.local_candidate = self._host_candidate(component, address, mux.port)
+            protocol.ready = True
+        self._protocols += [protocol for _, protocol in attached]
+        return [protocol.local_candidate for _, protocol in attached]
+
+    def _host_candidate(self, component: int, bound_host: str, port: int) -> Candidate:
+        return Candidate(
             foundation=candidate_foundation("host", "udp", bound_host),
             component=component,
             transport="udp",
@@ -268,8 +304,6 @@ class SfuConnection(aioice.Connection):
             port=port,
             type="host",
         )
-        protocol.ready = True
-        return protocol
 
     def _announced_host(self, bound_host: str) -> str:
         public_ip = self.ice_config.public_ip
@@ -284,6 +318,16 @@ class SfuConnection(aioice.Connection):
 def make_connection_factory(config: IceConfig) -> Callable[..., aioice.Connection]:
     """A callable taking `aioice.Connection`'s arguments that builds an `SfuConnection`."""
     return functools.partial(SfuConnection, ice_config=config)
+
+
+def _unique_ufrag(mux: SharedPort) -> str:
+    """A local ufrag no connection on the shared port has: 16 hex digits (64 bits), where
+    aioice's 4 characters would collide among a few thousand connections."""
+    for _ in range(8):
+        ufrag = secrets.token_hex(8)
+        if not mux.has_ufrag(ufrag):
+            return ufrag
+    raise RuntimeError("could not draw a unique ICE ufrag")  # 2**-64 per draw: never
 
 
 def _is_mdns_host(host: str) -> bool:

@@ -139,7 +139,21 @@ async def frames_decoded_of(page: Page, track_id: str) -> int:
     return int(stats["framesDecoded"].get(track_id, 0))
 
 
-@pytest.mark.parametrize("trickle", [True, False], ids=["trickle", "candidates-in-sdp"])
+@pytest.fixture(name="sfu")
+def sfu_chosen(
+    request: pytest.FixtureRequest, sfu: SfuProcess, sfu_one_port: SfuProcess
+) -> SfuProcess:
+    """The shared SFU with a port range, or (parametrized indirectly with "one port") the one
+    with all media on one UDP port."""
+    return sfu_one_port if getattr(request, "param", "port range") == "one port" else sfu
+
+
+@pytest.mark.parametrize(
+    ("trickle", "sfu"),
+    [(True, "port range"), (False, "port range"), (True, "one port")],
+    ids=["trickle", "candidates-in-sdp", "trickle-one-udp-port"],
+    indirect=["sfu"],
+)
 async def test_demo_page_exchanges_media_with_aiortc(
     sfu: SfuProcess, room_id: str, page: Page, trickle: bool
 ) -> None:

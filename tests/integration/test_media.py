@@ -20,6 +20,7 @@ from tests.support.rooms import (
     microphone,
     offers,
     offers_no,
+    sfu_on_both,  # noqa: F401 (the `sfu` fixture: both SFUs)
     unpublished,
 )
 

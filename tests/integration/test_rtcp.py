@@ -16,7 +16,14 @@ from sfu.client.clips import PacedPacketTrack
 from sfu.media.client_seams import drop_incoming_rtp, observe_received_rtcp, sender_ssrcs
 from sfu.media.seams import transceiver_codecs
 from sfu.testing.process import SfuProcess
-from tests.support.rooms import Join, camera, create_room, metric, microphone
+from tests.support.rooms import (
+    Join,
+    camera,
+    create_room,
+    metric,
+    microphone,
+    sfu_on_both,  # noqa: F401 (the `sfu` fixture: both SFUs)
+)
 
 
 async def test_h264_is_forwarded(sfu: SfuProcess, join: Join) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import pytest
 
 from sfu.client.client import Message, SfuClient
 from sfu.client.clips import PacedPacketTrack
@@ -85,3 +86,12 @@ async def connect(
     )
     made.append(client)
     return client
+
+
+@pytest.fixture(params=["port range", "one port"], name="sfu")
+def sfu_on_both(
+    request: pytest.FixtureRequest, sfu: SfuProcess, sfu_one_port: SfuProcess
+) -> SfuProcess:
+    """Imported by a test module, runs each of its tests on the shared SFU with a port range
+    and on the one with all media on one UDP port (tests/conftest.py)."""
+    return sfu if request.param == "port range" else sfu_one_port

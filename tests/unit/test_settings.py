@@ -77,6 +77,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SFU_RTC_ADDRESSES", "127.0.0.1, 10.0.0.1")
     monkeypatch.setenv("SFU_RTC_PORT_MIN", "40000")
     monkeypatch.setenv("SFU_RTC_PORT_MAX", "40009")
+    monkeypatch.setenv("SFU_RTC_UDP_PORT", "40000")
     monkeypatch.setenv("SFU_PUBLIC_IP", "203.0.113.10")
     monkeypatch.setenv("SFU_JWT_SECRET", "a-long-enough-secret")
     monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
@@ -85,6 +86,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.http.port == 9090
     assert settings.media.addresses == ("127.0.0.1", "10.0.0.1")
     assert settings.media.port_count == 10
+    assert settings.media.udp_port == 40000
+    assert load_settings(rtc_udp_port=None).media.udp_port is None
     assert settings.media.public_ip == "203.0.113.10"
     assert settings.jwt_secret == "a-long-enough-secret"
     assert settings.redis_url == "redis://redis:6379/0"
@@ -174,6 +177,8 @@ def test_unknown_key_in_toml_file_is_refused(
     ("env", "named"),
     [
         ({"SFU_RTC_PORT_MIN": "abc"}, "SFU_RTC_PORT_MIN"),
+        ({"SFU_RTC_UDP_PORT": "80"}, "SFU_RTC_UDP_PORT"),
+        ({"SFU_RTC_UDP_PORT": "50000-50200"}, "SFU_RTC_UDP_PORT"),
         ({"SFU_RTC_PORT_MAX": "70000"}, "SFU_RTC_PORT_MAX"),
         ({"SFU_RTC_PORT_MIN": "50300"}, "SFU_RTC_PORT_MIN"),
         ({"SFU_RTC_PORT_MIN": "40010", "SFU_RTC_PORT_MAX": "40000"}, "SFU_RTC_PORT_MAX"),

@@ -23,7 +23,7 @@ from sfu.analytics.exporter import UNKNOWN_TIER, StorageExporter
 from sfu.analytics.plays import Play, PlayStore
 from sfu.analytics.store import STORE_ERRORS, open_play_store
 from sfu.api.error_mapping import http_status
-from sfu.api.tokens import verify_service_token
+from sfu.api.service_auth import require_service
 from sfu.config.settings import Settings
 from sfu.core.errors import (
     DependencyUnavailable,
@@ -31,7 +31,6 @@ from sfu.core.errors import (
     MethodNotAllowed,
     NotFound,
     SfuError,
-    Unauthorized,
 )
 from sfu.storage import store_from_settings
 from sfu.storage.base import ObjectNotFound, ObjectStore, StorageError, Tier
@@ -105,11 +104,7 @@ def parse_view(body: Any, now: float) -> Play:
 
 
 def _service(request: web.Request) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("a service token is required (Authorization: Bearer ...)")
-    verify_service_token(request.app[SETTINGS].jwt_secret, token.strip())
+    require_service(request, request.app[SETTINGS].jwt_secret)
 
 
 async def _tier(app: web.Application, session_id: str) -> Tier | None:

@@ -23,7 +23,7 @@ from sfu import metrics
 from sfu.api.edge_state import EdgeState
 from sfu.api.middleware import ACTOR
 from sfu.api.rest import parse_room_options, read_body, ws_url
-from sfu.api.tokens import verify_service_token
+from sfu.api.service_auth import require_service
 from sfu.cluster.node_client import Forwarded
 from sfu.cluster.node_info import NodeInfo
 from sfu.cluster.node_token import WS_URL_HEADER
@@ -33,7 +33,6 @@ from sfu.core.errors import (
     RoomExists,
     RoomNotFound,
     SfuError,
-    Unauthorized,
 )
 from sfu.core.vocabulary import ROOM_ID_RE
 
@@ -41,11 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 def _service(request: web.Request, secret: str) -> None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("a service token is required (Authorization: Bearer ...)")
-    verify_service_token(secret, token.strip())
+    require_service(request, secret)
     request[ACTOR] = "service"
 
 

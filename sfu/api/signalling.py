@@ -49,7 +49,20 @@ close with 4413."""
 
 
 class SignallingSocket(web.WebSocketResponse):
-    """aiohttp closes an oversized frame with 1009; docs/api.md §3.5 says 4413."""
+    """aiohttp's WebSocketResponse, with two changes:
+
+    - an oversized frame is closed with 4413 (docs/api.md §3.5), not aiohttp's 1009;
+    - no heartbeat is armed once the socket is closing or closed. aiohttp (3.14) re-arms its
+      heartbeat timer whenever data arrives (`_on_data_received` → `_reset_heartbeat`), also
+      after `close()` cancelled it, and that timer held the departed participant's socket
+      (its request, transport and buffers) for up to a heartbeat and a pong timeout (30 s).
+      A private seam: tests/unit/test_seams.py checks the method is still there.
+    """
+
+    def _reset_heartbeat(self) -> None:
+        if self.closed or self._closing:
+            return
+        super()._reset_heartbeat()
 
     async def close(
         self, *, code: int = WSCloseCode.OK, message: bytes = b"", drain: bool = True

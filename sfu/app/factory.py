@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from sfu.api import debug
 from sfu.api.edge_state import EdgeState
 from sfu.api.middleware import make_middlewares
 from sfu.api.routes import add_routes
@@ -44,6 +45,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(contexts.stun_ctx)
     app.on_shutdown.append(contexts.close_sockets)
     add_routes(app, edge)
+    if settings.http.debug_endpoints:
+        app.router.add_get("/debug/memory", debug.make_memory_handler(settings.jwt_secret))
     app.router.add_get("/ws", make_ws_handler(edge))
     app.router.add_get("/demo", demo_page)
     app.router.add_static("/static", STATIC_DIR)

@@ -63,6 +63,9 @@ class FlatSettings(BaseSettings):
     node_id: str = Field(default_factory=socket.gethostname, min_length=1, max_length=64)
 
     # HTTP
+    debug_endpoints: bool = False
+    """`GET /debug/memory` (service token): objects by type, tasks, fds, threads, RSS, for
+    leak hunting (tests/integration/test_leaks.py, bench/soak.py). Off in production."""
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None

@@ -50,6 +50,8 @@ class HttpSettings:
     cors_origins: tuple[str, ...]
     trusted_proxies: tuple[str, ...]
     """Networks (CIDR) whose X-Forwarded-For is believed."""
+    debug_endpoints: bool
+    """`GET /debug/memory` is served (SFU_DEBUG_ENDPOINTS; service token)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,7 @@ class Settings:
                 public_url=flat.public_url,
                 cors_origins=flat.cors_origins,
                 trusted_proxies=flat.trusted_proxies,
+                debug_endpoints=flat.debug_endpoints,
             ),
             limits=LimitSettings(
                 ws_messages_per_s=flat.ws_messages_per_s,
@@ -338,6 +341,7 @@ _TIERS = ("standard", "infrequent")
 
 KEY_PATHS: dict[str, str] = {
     **{key: key for key in ("node_id", "jwt_secret", "redis_url", "data_dir")},
+    "debug_endpoints": "http.debug_endpoints",
     "http_host": "http.host",
     "http_port": "http.port",
     "public_url": "http.public_url",

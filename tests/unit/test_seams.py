@@ -15,6 +15,7 @@ import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import av
 import pytest
+from aiohttp import web
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
@@ -610,3 +611,36 @@ async def test_tap_receiver_disable_remb_drops_the_estimator() -> None:
     tap.disable_remb()
     assert tap._estimator is None
     await stock.close()
+
+
+async def test_a_closed_signalling_socket_arms_no_heartbeat() -> None:
+    """The aiohttp seam of SignallingSocket: data arriving after close (the peer's close frame,
+    a late message) must not re-arm the heartbeat timer that would hold the socket."""
+    from aiohttp import WSMsgType
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from sfu.api.signalling import SignallingSocket
+
+    assert "_reset_heartbeat" in vars(web.WebSocketResponse)  # the method overridden
+    assert "_on_data_received" in vars(web.WebSocketResponse)  # what calls it on data
+    closed: list[SignallingSocket] = []
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = SignallingSocket(heartbeat=20.0)
+        await ws.prepare(request)
+        closed.append(ws)
+        await ws.receive()  # the client's first message
+        await ws.close()
+        ws._on_data_received()  # what aiohttp does when bytes arrive after the close
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    async with TestClient(TestServer(app)) as client:
+        ws = await client.ws_connect("/ws")
+        await ws.send_str("hello")
+        assert (await ws.receive()).type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+        await ws.close()
+        await asyncio.sleep(0.1)  # the server's reset callback has run
+        assert closed and closed[0].closed
+    assert closed and closed[0]._heartbeat_cb is None

@@ -127,6 +127,15 @@ class ForwardingSender(RTCRtpSender):
                 await self._send_rtcp([RtcpByePacket(sources=[self._ssrc])])
         self.on_keyframe_request = None
         self.on_started = None
+        self.release()
+
+    def release(self) -> None:
+        """Let go of what only a running sender needs, at once: the retransmission history
+        (SENDER_HISTORY packets, about 1 MB of video) and the socket binding. The sender itself
+        sits in reference cycles with its transports, which only the collector undoes, later."""
+        self._history = [None] * SENDER_HISTORY
+        self._pair = None
+        self._sendto = None
 
     def successor(self) -> ForwardingSender:
         """A fresh sender that continues this stopped one's stream, for the next track on the

@@ -39,6 +39,7 @@ from sfu.media.seams import (
     sfu_peer_connection,
     transceiver_codecs,
 )
+from sfu.media.tap_receiver import TapReceiver
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,8 @@ class SubscriberSession:
         transceiver = self._reusable(label.kind)
         if transceiver is None:
             transceiver = self.pc.addTransceiver(label.kind, direction="sendonly")
+            if isinstance(transceiver.receiver, TapReceiver):
+                transceiver.receiver.release()  # a send-only section never receives media
             sender: RTCRtpSender = transceiver.sender
         else:
             transceiver.direction = "sendonly"

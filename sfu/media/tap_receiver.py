@@ -154,6 +154,19 @@ class TapReceiver(RTCRtpReceiver):
         if self.sink is not None:
             self.sink.on_rtp(packet, codec)
 
+    async def stop(self) -> None:
+        await super().stop()
+        self.release()
+
+    def release(self) -> None:
+        """Let go at once of what only a receiving receiver needs: the remote bitrate
+        estimator (a thousand 1 ms buckets), the stream statistics, the sink. For a stopped
+        receiver, and for the unused receivers of the SFU's send-only subscriber sections."""
+        self.sink = None
+        self._estimator = None
+        set_internal(self, "_RTCRtpReceiver__remote_bitrate_estimator", None)
+        self._streams.clear()
+
     def disable_remb(self) -> None:
         """Send no REMB: the remote bitrate estimator is no longer fed (a counting client's
         receivers, whose REMB the SFU ignores; the estimator is a large share of the

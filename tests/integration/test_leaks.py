@@ -99,6 +99,9 @@ async def test_repeated_sessions_leave_nothing_behind(server: SfuProcess) -> Non
             after.append(await memory(server))
         # two sessions warm up (codecs, SRTP, imports; the anchor's first receiver reports)
         baseline = after[1]
+        # what is left is the anchor's: send-only sections, whose unused receivers hold no
+        # bitrate estimator (a thousand buckets each), and no departed sender's history
+        assert baseline["objects"].get("aiortc.rate.RateBucket", 0) == 0, baseline["objects"]
         for n, now in enumerate(after[2:], start=3):
             grown = {
                 name: (baseline_n, count)

@@ -21,9 +21,9 @@ Run inside a loopback-only network namespace::
 
 With Pion: ``--servers sfu,pion`` (or ``sfu,relay,pion``) adds bench/pion/main.go, a Pion v3
 SFU driven by the same stock aiortc clients through the same signalling subset as the relay.
-It is built once per version of main.go (under $BENCH_LOG_DIR/pion-build) from Debian's
-packages, offline; without them Pion is skipped with the command to install them
-(``apt-get install -y golang-go golang-github-pion-webrtc.v3-dev
+It is built once per version of main.go (in pion-build/ under $BENCH_LOG_DIR, by default
+/tmp/bench-logs) from Debian's packages, offline; without them Pion is skipped with the
+command to install them (``apt-get install -y golang-go golang-github-pion-webrtc.v3-dev
 golang-github-gorilla-websocket-dev``). K defaults to 1,4,8,16 then; ``--rounds 3`` repeats
 every case and reports medians, min-max and the ratios sfu/pion of the per-stream and fixed
 costs. Pion's ICE uses ``--pion-rtc-min``..``--pion-rtc-max`` and GOMAXPROCS is the number of

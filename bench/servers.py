@@ -1,13 +1,18 @@
-"""The servers the forwarding bench measures: this SFU as a process, and the aiortc MediaRelay
-baseline (bench/relay_server.py) as a process; both behind one small `Server` protocol."""
+"""The servers the forwarding bench measures, each as its own process behind one small `Server`
+protocol: this SFU, the aiortc MediaRelay baseline (bench/relay_server.py) and a minimal Pion
+(Go) SFU (bench/pion/main.go, built here from Debian's Go packages)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 from typing import Protocol
 
 import aiohttp
@@ -109,20 +114,141 @@ class RelayServer:
         wait_healthy(self._proc, f"http://127.0.0.1:{self.port}/health")
 
     def stop(self) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(CLOSE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
+        stop_process(self._proc)
 
     async def prepare(self) -> str:
         return "relay"
 
     def token(self, room: str, user: str, role: Role) -> str:
         return f"{room}:{user}:{role}"  # ignored by the relay server
+
+
+PION_SOURCE = REPO / "bench" / "pion" / "main.go"
+GOCODE = Path("/usr/share/gocode")
+PION_PACKAGES = "golang-go golang-github-pion-webrtc.v3-dev golang-github-gorilla-websocket-dev"
+PION_BUILD_TIMEOUT_S = 300.0
+
+
+class PionUnavailable(RuntimeError):
+    """Go or Debian's Pion packages are missing, or the build failed."""
+
+
+def build_pion(build_dir: Path | None = None) -> Path:
+    """Build bench/pion once per version of main.go; returns the binary.
+
+    Offline, from Debian's packages only, in GOPATH mode: the source is copied under a GOPATH
+    of its own next to a one-line go.mod, which is only a marker here: with GO111MODULE=off,
+    the go command resolves an import like github.com/pion/webrtc/v3 to the
+    /usr/share/gocode/src/github.com/pion/webrtc that Debian installs (whose go.mod says
+    module .../v3) only for code inside a tree that has a go.mod ("minimal module
+    compatibility"). No module is downloaded (GOPROXY=off, GOFLAGS cleared).
+    """
+    go = shutil.which("go")
+    missing = [
+        path
+        for path in (
+            GOCODE / "src/github.com/pion/webrtc/go.mod",
+            GOCODE / "src/github.com/gorilla/websocket",
+        )
+        if not path.exists()
+    ]
+    if go is None or missing:
+        what = "go" if go is None else ", ".join(map(str, missing))
+        raise PionUnavailable(
+            f"cannot build the Pion SFU: {what} missing; as root: "
+            f"apt-get update && apt-get install -y {PION_PACKAGES}"
+        )
+    source = PION_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    build = build_dir or LOG_DIR / "pion-build"
+    binary = build / f"pion-{digest}"
+    if binary.exists():
+        return binary
+    package = build / "gopath" / "src" / "cotept" / "pion"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "main.go").write_bytes(source)
+    (package / "go.mod").write_text("module cotept/pion\n")
+    partial = build / f".pion-{digest}.{os.getpid()}"
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": f"{build / 'gopath'}:{GOCODE}",
+        "GOCACHE": str(build / "gocache"),
+        "GOPROXY": "off",
+        "GOFLAGS": "",
+    }
+    try:
+        done = subprocess.run(
+            [go, "build", "-o", str(partial), "."],
+            cwd=package,
+            env=env,
+            capture_output=True,
+            timeout=PION_BUILD_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise PionUnavailable(f"go build of {PION_SOURCE} took over {exc.timeout} s") from None
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr).decode(errors="replace").strip()
+        raise PionUnavailable(
+            f"go build of {PION_SOURCE} failed (are {PION_PACKAGES} installed?):\n{output}"
+        )
+    partial.replace(binary)
+    return binary
+
+
+class PionServer:
+    """bench/pion: a minimal Pion v3 SFU (TrackLocalStaticRTP fan-out) speaking the same
+    signalling subset as the relay. ``cpus``: GOMAXPROCS is set to their count, since the Go
+    runtime sizes itself from the affinity it starts with, before ``pin`` narrows it."""
+
+    name = "pion"
+
+    def __init__(self, rtc_min: int, rtc_max: int, cpus: set[int] | None = None) -> None:
+        self.binary = build_pion()
+        self.port = free_tcp_port()
+        self.rtc_min, self.rtc_max = rtc_min, rtc_max
+        self.cpus = cpus
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def start(self) -> None:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        if self.cpus:
+            env["GOMAXPROCS"] = str(len(self.cpus))
+        command = [str(self.binary), "-port", str(self.port)]
+        command += ["-rtc-min", str(self.rtc_min), "-rtc-max", str(self.rtc_max)]
+        with (LOG_DIR / "pion.log").open("ab") as log:
+            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_healthy(self._proc, f"http://127.0.0.1:{self.port}/health")
+
+    def stop(self) -> None:
+        stop_process(self._proc)
+
+    async def prepare(self) -> str:
+        return "pion"
+
+    def token(self, room: str, user: str, role: Role) -> str:
+        return f"{room}:{user}:{role}"  # ignored by the Pion server
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(CLOSE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def wait_healthy(proc: subprocess.Popen[bytes], url: str) -> None:

@@ -77,6 +77,15 @@ class Run:
         )
 
 
+def port_range(args: argparse.Namespace) -> tuple[int, int]:
+    """`--ports MIN-MAX` (default the production range)."""
+    text = getattr(args, "ports", None)
+    if not text:
+        return PORT_MIN, PORT_MAX
+    low, _, high = str(text).partition("-")
+    return int(low), int(high)
+
+
 def _cpus(text: str) -> set[int]:
     return {int(part) for part in text.split(",") if part.strip()}
 
@@ -119,7 +128,7 @@ def launch(
     rooms: int,
     duration: float,
     variant: Variant | None = None,
-    ports: tuple[int, int] = (PORT_MIN, PORT_MAX),
+    ports: tuple[int, int] | None = None,
 ) -> Launch:
     """Start a fresh SFU pinned to --sfu-cpus and `sfu loadtest` against it (not waited for)."""
     run = Run(rooms=rooms, duration_s=duration)
@@ -133,6 +142,10 @@ def launch(
         "SFU_REST_RATE_PER_IP": "10000",
         "SFU_REST_BURST_PER_IP": "10000",
     }
+    if ports is None:
+        ports = port_range(args)
+    if getattr(args, "udp_port", None):
+        overrides["SFU_RTC_UDP_PORT"] = str(args.udp_port)
     if src:
         overrides["PYTHONPATH"] = str(Path(src).resolve())
     if args.no_uvloop or event_loop == "asyncio":
@@ -161,7 +174,7 @@ def launch(
             "--rooms",
             str(rooms),
             "--ramp",
-            f"{max(1.0, rooms * args.ramp_per_room):.1f}",
+            f"{rooms * args.ramp_per_room:.1f}",
             "--duration",
             f"{duration:.0f}",
             "--json",
@@ -279,6 +292,8 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--loadtest-arg", action="append", default=[], help="extra argument for sfu loadtest"
     )
+    parser.add_argument("--ports", help="the SFU's media port range MIN-MAX (default 50000-50200)")
+    parser.add_argument("--udp-port", type=int, help="all media on one port (SFU_RTC_UDP_PORT)")
     parser.add_argument("--json", type=Path)
     return parser
 
@@ -308,7 +323,9 @@ def main() -> None:
         "cpu_fit": fit(runs, "sfu_cpu_cores"),
         "rss_fit": fit(runs, "sfu_rss_mib"),
         "largest_held": held,
-        "port_range_rooms": (PORT_MAX - PORT_MIN + 1) // 4,
+        "ports": "-".join(map(str, port_range(args))),
+        "udp_port": args.udp_port,
+        "port_range_rooms": (port_range(args)[1] - port_range(args)[0] + 1) // 4,
         "elapsed_s": round(time.time() - began, 1),
     }
     text = table(runs + holds)

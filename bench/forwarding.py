@@ -24,10 +24,10 @@ SFU driven by the same stock aiortc clients through the same signalling subset a
 It is built once per version of main.go (in pion-build/ under $BENCH_LOG_DIR, by default
 /tmp/bench-logs) from Debian's packages, offline; without them Pion is skipped with the
 command to install them (``apt-get install -y golang-go golang-github-pion-webrtc.v3-dev
-golang-github-gorilla-websocket-dev``). K defaults to 1,4,8,16 then; ``--rounds 3`` repeats
-every case and reports medians, min-max and the ratios sfu/pion of the per-stream and fixed
-costs. Pion's ICE uses ``--pion-rtc-min``..``--pion-rtc-max`` and GOMAXPROCS is the number of
-server CPUs::
+golang-github-gorilla-websocket-dev``). K defaults to 1,4,8,15 then (a room holds 16
+participants, so 15 subscribers at most); ``--rounds 3`` repeats every case and reports
+medians, min-max and the ratios sfu/pion of the per-stream and fixed costs. Pion's ICE
+uses ``--pion-rtc-min``..``--pion-rtc-max`` and GOMAXPROCS is the number of server CPUs::
 
     unshare -n sh -c 'ip link set lo up && python -m bench.forwarding --servers sfu,pion \\
         --rounds 3 --window 20 --json out.json'
@@ -71,7 +71,7 @@ from sfu.client.remote import RemoteTrackInfo
 FIRST_FRAME_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 15.0
 CLOSE_TIMEOUT_S = 15.0
-SERVERS = ("sfu", "relay", "pion")
+SERVERS = ("sfu", "sfu-1port", "relay", "pion")
 CASE_BUDGET_S = 60.0
 """--max-seconds by default: this much per case on top of the windows and warm-ups (and at
 least 600 s)."""
@@ -241,6 +241,8 @@ def pinning(args: argparse.Namespace) -> tuple[set[int] | None, set[int] | None]
 def make_server(name: str, args: argparse.Namespace, server_cpus: set[int] | None) -> Server:
     if name == "sfu":
         return SfuServer(args.rtc_min, args.rtc_max)
+    if name == "sfu-1port":
+        return SfuServer(args.rtc_min, args.rtc_max, udp_port=args.rtc_min)
     if name == "pion":
         return PionServer(args.pion_rtc_min, args.pion_rtc_max, server_cpus)
     return RelayServer()
@@ -329,7 +331,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--ks", help="subscriber counts (default 1,2,4,8; 1,4,8,16 when pion is among --servers)"
+        "--ks", help="subscriber counts (default 1,2,4,8; 1,4,8,15 when pion is among --servers)"
     )
     parser.add_argument("--window", type=float, default=10.0, help="measured seconds per case")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before the window")
@@ -365,7 +367,7 @@ def main() -> None:
     if args.quick:
         args.ks, args.window, args.warmup = "1,2", 3.0, 1.0
     if args.ks is None:
-        args.ks = "1,4,8,16" if "pion" in args.servers.split(",") else "1,2,4,8"
+        args.ks = "1,4,8,15" if "pion" in args.servers.split(",") else "1,2,4,8"
     if args.max_seconds is None:
         n = args.rounds * len(args.ks.split(",")) * len(args.servers.split(","))
         args.max_seconds = max(600.0, n * (CASE_BUDGET_S + args.window + args.warmup))

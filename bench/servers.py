@@ -50,9 +50,18 @@ class SfuServer:
 
     name = "sfu"
 
-    def __init__(self, rtc_min: int, rtc_max: int) -> None:
+    def __init__(self, rtc_min: int, rtc_max: int, udp_port: int | None = None) -> None:
+        """`udp_port`: all media on that one port (SFU_RTC_UDP_PORT), named "sfu-1port"."""
+        extra = {"SFU_RTC_UDP_PORT": str(udp_port)} if udp_port is not None else {}
+        if udp_port is not None:
+            self.name = "sfu-1port"
         self._proc = make_sfu(
-            rtc_min, rtc_max, "bench-sfu", SFU_LOG_LEVEL="WARNING", SFU_DRAIN_TIMEOUT_S="0"
+            rtc_min,
+            rtc_max,
+            "bench-sfu",
+            SFU_LOG_LEVEL="WARNING",
+            SFU_DRAIN_TIMEOUT_S="0",
+            **extra,
         )
 
     @property

@@ -59,6 +59,11 @@ class LoadtestOptions:
     room_tokens: tuple[RoomTokens, ...] = ()
     """With ``--tokens``: the rooms exist already and are neither created nor deleted."""
     record: bool = False
+    churn_s: float | None = None
+    """``--churn``: each room lives this long, then everyone leaves, it is deleted and a new
+    room takes its slot, until the end of the run (None: rooms live the whole run)."""
+    churn_record_every: int = 0
+    """With ``--churn``: every Nth room of a slot is recorded (0: as ``--record`` says)."""
     json_path: Path | None = None
     chart_path: Path | None = None
     ice_addresses: tuple[str, ...] = ()
@@ -114,6 +119,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "RTP, cheaper per packet) or stock (aiortc's sender); default direct",
     )
     parser.add_argument("--record", action="store_true", help="create rooms with record=true")
+    parser.add_argument(
+        "--churn",
+        type=float,
+        metavar="SECONDS",
+        help="rooms come and go: each lives this long, then everyone leaves, it is deleted and "
+        "a new room takes its slot, until --duration ends (a long-lived SFU under turnover)",
+    )
+    parser.add_argument(
+        "--churn-record-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --churn, record every Nth room of each slot (default 0: as --record says)",
+    )
     parser.add_argument("--json", type=Path, help="write the result as JSON here")
     parser.add_argument("--chart", type=Path, help="write a PNG of CPU and fps against rooms")
     parser.add_argument(
@@ -239,6 +258,17 @@ def options_from_args(
         raise OptionsError("--secret (or SFU_JWT_SECRET) or --tokens is required")
     if args.record and room_tokens:
         raise OptionsError("--record only applies to rooms the tool creates (not --tokens)")
+    churn = getattr(args, "churn", None)
+    record_every = int(getattr(args, "churn_record_every", 0) or 0)
+    if churn is not None:
+        if room_tokens:
+            raise OptionsError("--churn creates and deletes rooms: not with --tokens")
+        if not 1.0 <= churn <= args.duration:
+            raise OptionsError(
+                f"--churn must be 1..--duration ({args.duration:g}) seconds, got {churn:g}"
+            )
+    if record_every < 0 or (record_every and churn is None):
+        raise OptionsError("--churn-record-every takes N >= 0, with --churn")
     addresses = tuple(args.ice_address) or (("127.0.0.1",) if _is_loopback(url) else ())
     return LoadtestOptions(
         url=url,
@@ -254,6 +284,8 @@ def options_from_args(
         publisher=args.publisher,
         room_tokens=room_tokens,
         record=bool(args.record),
+        churn_s=float(churn) if churn is not None else None,
+        churn_record_every=record_every,
         json_path=args.json,
         chart_path=args.chart,
         ice_addresses=addresses,

@@ -351,6 +351,16 @@ def text_table(result: dict[str, Any]) -> str:
             f"{result['options'].get('publisher', 'stock')} publisher)",
         ),
     ]
+    churn = result.get("churn")
+    if churn:
+        rows.insert(
+            1,
+            (
+                "churn",
+                f"{churn['rooms_turned_over']} rooms turned over (each lived "
+                f"{churn['room_lifetime_s']:g} s), {churn['rooms_recorded']} recorded",
+            ),
+        )
     width = max(len(name) for name, _ in rows)
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]
     if len(result.get("rooms_per_node") or {}) > 1:

@@ -97,8 +97,12 @@ class LoadtestRoom:
         *,
         tokens: RoomTokens | None,
         decode_mentee: bool,
+        record: bool | None = None,
     ) -> None:
         self.index = index
+        self.record = options.record if record is None else record
+        self.finished = False
+        """Left and deleted before the end of the run (``--churn``)."""
         self.room_id = room_id
         self.options = options
         self._http = http
@@ -152,7 +156,7 @@ class LoadtestRoom:
         """``POST /rooms``; False (with ``create_failure``) when the SFU refuses."""
         body: dict[str, Any] = {
             "room_id": self.room_id,
-            "record": self.options.record,
+            "record": self.record,
             "max_participants": max(2, 2 + self.options.observers),
             "empty_timeout_s": 60,
             "metadata": {"loadtest": True},

@@ -5,6 +5,11 @@ Timeline of a run (``t`` from the first join): room ``i`` is created and joined 
 subscription's counters are sampled; at ``duration`` the last sample is taken, joins still in
 progress are cancelled, every participant leaves and every room the tool created is deleted
 (and checked gone), so a run leaves nothing behind.
+
+With ``--churn S`` each of the ``rooms`` slots turns over: its room lives S seconds from its
+joins, then everyone leaves, it is deleted, and a new room (a new id, the first and then every
+``--churn-record-every`` Nth one recorded) is created and joined in its place, until the end.
+A departed room's subscriptions keep the counters they had when it left.
 """
 
 from __future__ import annotations
@@ -74,6 +79,9 @@ class LoadtestRun:
         self._cpu_at: tuple[float, float] | None = None
         self._poller: MetricsPoller | None = None
         self._last_sfu: SfuSample | None = None
+        self._run_id = uuid.uuid4().hex[:8]
+        self.churn_cycles = 0
+        self.churn_deleted = 0
 
     # --- sampling ------------------------------------------------------------------------
 
@@ -119,7 +127,10 @@ class LoadtestRun:
         self._cpu_at = (now, cpu)
         self._discover()
         rates = []
+        gone = {room.room_id for room in self.rooms if room.leaving}
         for tracker in self.trackers.values():
+            if tracker.room_id in gone:
+                continue  # left (--churn): its counters stay as they were when it left
             rate = tracker.observe(now)
             if tracker.info.kind == "video" and rate is not None:
                 rates.append(rate)
@@ -155,27 +166,60 @@ class LoadtestRun:
     # --- the run -------------------------------------------------------------------------
 
     def _make_rooms(self, http: aiohttp.ClientSession) -> None:
+        self._http = http
+        for index in range(self.options.rooms):
+            self.rooms.append(self._room(index, 0))
+
+    def _room(self, index: int, cycle: int) -> LoadtestRoom:
+        """The room of slot ``index``; ``cycle`` counts the rooms of the slot (``--churn``)."""
         options = self.options
-        run_id = uuid.uuid4().hex[:8]
-        for index in range(options.rooms):
-            tokens = options.room_tokens[index] if options.room_tokens else None
-            room_id = tokens.room_id if tokens is not None else f"lt-{run_id}-{index:04d}"
-            decode = options.decode == "per-room" or (options.decode == "one" and index == 0)
-            self.rooms.append(
-                LoadtestRoom(index, room_id, options, http, tokens=tokens, decode_mentee=decode)
-            )
+        tokens = options.room_tokens[index] if options.room_tokens else None
+        room_id = tokens.room_id if tokens is not None else f"lt-{self._run_id}-{index:04d}"
+        if options.churn_s is not None:
+            room_id += f"-c{cycle}"
+        decode = options.decode == "per-room" or (options.decode == "one" and index == 0)
+        every = options.churn_record_every
+        record = (cycle % every == 0) if every else None
+        return LoadtestRoom(
+            index, room_id, options, self._http, tokens=tokens, decode_mentee=decode, record=record
+        )
+
+    async def _churn(self, room: LoadtestRoom) -> None:
+        """One slot of ``--churn``: rooms that live ``churn_s`` each, until the run ends."""
+        assert self.options.churn_s is not None
+        end = self.t0 + self.options.duration_s
+        cycle = 0
+        while True:
+            await room.start()
+            leave_at = time.monotonic() + self.options.churn_s
+            await asyncio.sleep(max(0.0, min(leave_at, end) - time.monotonic()))
+            if time.monotonic() >= end:
+                return  # the run's own teardown takes it
+            now = time.monotonic()
+            for tracker in self.trackers.values():
+                if tracker.room_id == room.room_id:
+                    tracker.observe(now)  # the last counters before it goes
+            await room.leave()
+            self.churn_deleted += await room.delete()
+            room.finished = True
+            self.churn_cycles += 1
+            cycle += 1
+            room = self._room(room.index, cycle)
+            self.rooms.append(room)
 
     async def _start_rooms(self) -> None:
         step = self.options.ramp_s / self.options.rooms
 
         async def start(room: LoadtestRoom) -> None:
             await asyncio.sleep(max(0.0, self.t0 + room.index * step - time.monotonic()))
-            await room.start()
+            if self.options.churn_s is not None:
+                await self._churn(room)
+            else:
+                await room.start()
 
-        outcomes = await asyncio.gather(
-            *(start(room) for room in self.rooms), return_exceptions=True
-        )
-        for room, outcome in zip(self.rooms, outcomes, strict=True):
+        first = list(self.rooms)
+        outcomes = await asyncio.gather(*(start(room) for room in first), return_exceptions=True)
+        for room, outcome in zip(first, outcomes, strict=True):
             if isinstance(outcome, Exception):  # a bug, not a refusal: those are recorded
                 logger.error("room %s: %r", room.room_id, outcome)
                 self.errors.append(f"room {room.room_id}: {outcome!r}")
@@ -223,7 +267,7 @@ class LoadtestRun:
             rooms_requested=options.rooms,
             rooms_created=[r.room_id for r in self.rooms if r.created],
             room_failures=_count(r.create_failure for r in self.rooms),
-            rooms_deleted=deleted,
+            rooms_deleted=deleted + self.churn_deleted,
             rooms_left_behind=left_behind,
             max_rooms_live=max((p.rooms_live for p in self.timeline), default=0),
             steady_from_s=steady_from,
@@ -233,7 +277,14 @@ class LoadtestRun:
             errors=self.errors,
             room_nodes={r.room_id: r.node_id for r in self.rooms if r.node_id is not None},
         )
-        return build_result(_options_json(options), joins, subscriptions, self.timeline, facts)
+        result = build_result(_options_json(options), joins, subscriptions, self.timeline, facts)
+        if options.churn_s is not None:
+            result["churn"] = {
+                "room_lifetime_s": options.churn_s,
+                "rooms_turned_over": self.churn_cycles,
+                "rooms_recorded": sum(1 for r in self.rooms if r.created and r.record),
+            }
+        return result
 
     def _results(self) -> list[SubscriptionResult]:
         """Every subscription's result and loss, read before anybody leaves."""
@@ -258,12 +309,13 @@ class LoadtestRun:
 
     async def _teardown(self) -> tuple[list[str], int]:
         """Leave, delete the rooms this tool created, check they are gone."""
+        current = [room for room in self.rooms if not room.finished]
         try:
             async with asyncio.timeout(TEARDOWN_TIMEOUT_S):
-                await asyncio.gather(*(room.leave() for room in self.rooms))
+                await asyncio.gather(*(room.leave() for room in current))
         except TimeoutError:
             self.errors.append(f"participants did not all leave within {TEARDOWN_TIMEOUT_S} s")
-        owned = [room for room in self.rooms if room.created]
+        owned = [room for room in current if room.created]
         deleted = await asyncio.gather(*(room.delete() for room in owned))
         exists = await asyncio.gather(*(room.exists() for room in owned))
         left = [room.room_id for room, there in zip(owned, exists, strict=True) if there]

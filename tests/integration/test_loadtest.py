@@ -251,3 +251,43 @@ async def test_rate_limited_joins_reported_as_4429(tmp_path: Path) -> None:
         assert await rooms_on(server) == []
     finally:
         server.stop()
+
+
+async def test_churn_turns_rooms_over_and_leaves_nothing(
+    loadtest_sfu: SfuProcess, tmp_path: Path
+) -> None:
+    """Two slots of rooms living 3 s each over 11 s: each slot turns over at least twice,
+    every room's subscriptions flowed while it lived, the first and every second room of a
+    slot was recorded, and no room is left behind."""
+    out = tmp_path / "churn.json"
+    done = run_loadtest(
+        loadtest_sfu,
+        "--secret",
+        TEST_SECRET,
+        "--rooms",
+        "2",
+        "--duration",
+        "11",
+        "--churn",
+        "3",
+        "--churn-record-every",
+        "2",
+        "--no-progress",
+        "--json",
+        str(out),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "rooms turned over" in done.stdout
+    result = json.loads(out.read_text())
+    churn = result["churn"]
+    assert churn["room_lifetime_s"] == 3 and churn["rooms_turned_over"] >= 4
+    created = result["rooms"]["created"]
+    assert churn["rooms_turned_over"] < created <= churn["rooms_turned_over"] + 2
+    assert result["joins"]["failed_by_code"] == {}
+    video = [s for s in result["subscriptions"] if s["kind"] == "video"]
+    rooms_seen = {s["room_id"] for s in video}
+    assert len(rooms_seen) >= churn["rooms_turned_over"]
+    assert all(s["frames"] > 0 for s in video), [s["frames"] for s in video]
+    assert 0 < churn["rooms_recorded"] < created
+    assert result["rooms"]["left_behind"] == []
+    assert not [r for r in await rooms_on(loadtest_sfu) if r.startswith("lt-")]

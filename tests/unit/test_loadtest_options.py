@@ -66,6 +66,10 @@ def test_secret_from_environment() -> None:
         (("--ice-address", "nope"), "--ice-address: 'nope' is not an IP address"),
         (("--chart", "out.svg"), "--chart must name a .png file"),
         (("--connect-timeout", "0"), "--connect-timeout must be above 0"),
+        (("--churn", "0.5"), "--churn must be 1..--duration (30) seconds"),
+        (("--churn", "40"), "--churn must be 1..--duration (30) seconds"),
+        (("--churn-record-every", "2"), "--churn-record-every takes N >= 0, with --churn"),
+        (("--churn", "5", "--churn-record-every", "-1"), "--churn-record-every takes N >= 0"),
     ],
 )
 def test_bad_options(argv: tuple[str, ...], message: str) -> None:

@@ -93,10 +93,11 @@ class SfuServer:
         return self._proc.token(room, user, role)
 
 
-class RelayServer:
-    """``python -m bench.relay_server``: stock aiortc, MediaRelay, decode + re-encode."""
+class _LoopbackServer:
+    """A bench server process of the signalling subset on 127.0.0.1 (one implicit room, any
+    token): what the relay and Pion share. Subclasses start the process in `start`."""
 
-    name = "relay"
+    name = ""
 
     def __init__(self) -> None:
         self.port = free_tcp_port()
@@ -111,14 +112,11 @@ class RelayServer:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self) -> None:
+    def _spawn(self, command: list[str], env: dict[str, str] | None = None) -> None:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        with (LOG_DIR / "relay.log").open("ab") as log:
+        with (LOG_DIR / f"{self.name}.log").open("ab") as log:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "bench.relay_server", "--port", str(self.port)],
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=env
             )
         wait_healthy(self._proc, f"http://127.0.0.1:{self.port}/health")
 
@@ -126,10 +124,19 @@ class RelayServer:
         stop_process(self._proc)
 
     async def prepare(self) -> str:
-        return "relay"
+        return self.name
 
     def token(self, room: str, user: str, role: Role) -> str:
-        return f"{room}:{user}:{role}"  # ignored by the relay server
+        return f"{room}:{user}:{role}"  # ignored: one implicit room, no tokens
+
+
+class RelayServer(_LoopbackServer):
+    """``python -m bench.relay_server``: stock aiortc, MediaRelay, decode + re-encode."""
+
+    name = "relay"
+
+    def start(self) -> None:
+        self._spawn([sys.executable, "-m", "bench.relay_server", "--port", str(self.port)])
 
 
 PION_SOURCE = REPO / "bench" / "pion" / "main.go"
@@ -205,7 +212,7 @@ def build_pion(build_dir: Path | None = None) -> Path:
     return binary
 
 
-class PionServer:
+class PionServer(_LoopbackServer):
     """bench/pion: a minimal Pion v3 SFU (TrackLocalStaticRTP fan-out) speaking the same
     signalling subset as the relay. ``cpus``: GOMAXPROCS is set to their count, since the Go
     runtime sizes itself from the affinity it starts with, before ``pin`` narrows it."""
@@ -213,40 +220,18 @@ class PionServer:
     name = "pion"
 
     def __init__(self, rtc_min: int, rtc_max: int, cpus: set[int] | None = None) -> None:
+        super().__init__()
         self.binary = build_pion()
-        self.port = free_tcp_port()
         self.rtc_min, self.rtc_max = rtc_min, rtc_max
         self.cpus = cpus
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self) -> None:
-        LOG_DIR.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         if self.cpus:
             env["GOMAXPROCS"] = str(len(self.cpus))
         command = [str(self.binary), "-port", str(self.port)]
         command += ["-rtc-min", str(self.rtc_min), "-rtc-max", str(self.rtc_max)]
-        with (LOG_DIR / "pion.log").open("ab") as log:
-            self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        wait_healthy(self._proc, f"http://127.0.0.1:{self.port}/health")
-
-    def stop(self) -> None:
-        stop_process(self._proc)
-
-    async def prepare(self) -> str:
-        return "pion"
-
-    def token(self, room: str, user: str, role: Role) -> str:
-        return f"{room}:{user}:{role}"  # ignored by the Pion server
+        self._spawn(command, env)
 
 
 def stop_process(proc: subprocess.Popen[bytes] | None) -> None:

@@ -10,7 +10,6 @@ skips the wait.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import signal
@@ -20,6 +19,7 @@ from aiohttp import web
 from sfu.app.factory import create_app
 from sfu.app.keys import EDGE
 from sfu.config.settings import Settings
+from sfu.core.waits import wait_set
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ class Server:
             and not self._force.is_set()
             and loop_time() < deadline
         ):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._force.wait(), DRAIN_POLL_S)
+            await wait_set(self._force, DRAIN_POLL_S)
         if manager.rooms:
             logger.info("closing %d rooms (node_shutdown)", len(manager.rooms))
         await manager.close_all("node_shutdown")

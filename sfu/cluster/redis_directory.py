@@ -33,6 +33,7 @@ from sfu.cluster.directory import LoadReader, NodeIdentity, RoomLost, node_info
 from sfu.cluster.node_info import NodeInfo
 from sfu.cluster.placement import choose_node
 from sfu.core.errors import DirectoryUnavailable, NoCapacity
+from sfu.core.waits import wait_set
 
 logger = logging.getLogger(__name__)
 
@@ -160,10 +161,9 @@ class RedisDirectory:
 
     async def _run(self) -> None:
         failures = 0
-        while True:
+        while not self._closed:
             delay = self._heartbeat_s * min(2 ** max(failures - 1, 0), 4)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_set(self._wake, delay)
             self._wake.clear()
             try:
                 await self.beat()

@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from typing import Protocol
 
 from sfu import metrics
+from sfu.core.waits import wait_set
 
 logger = logging.getLogger(__name__)
 
@@ -134,8 +135,7 @@ class BatchDrain:
 
     async def _run(self) -> None:
         while self.recorders:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), FLUSH_INTERVAL_S)
+            await wait_set(self._wakeup, FLUSH_INTERVAL_S)
             self._wakeup.clear()
             jobs: list[tuple[Drainable, object]] = []
             for recorder in list(self.recorders):

@@ -19,6 +19,7 @@ from yarl import URL
 
 from sfu import metrics
 from sfu.config.settings import WebhookSettings
+from sfu.core.waits import wait_set
 from sfu.webhooks.payload import SIGNATURE_HEADER, WebhookEvent, build_event
 from sfu.webhooks.policy import Backoff, Verdict, classify, parse_retry_after
 from sfu.webhooks.queue import PendingEvents
@@ -148,11 +149,7 @@ class WebhookSender:
         """Wait (at most `timeout` seconds) until nothing is queued or in flight."""
         if not self._tasks:
             return not self._pending
-        try:
-            await asyncio.wait_for(self._drained.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await wait_set(self._drained, timeout)
 
     async def close(self) -> None:
         """Deliver what is queued for up to `flush_timeout_s`, then stop; what is left is

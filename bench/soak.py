@@ -203,7 +203,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     loadtest: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         loadtest = json.loads((LOG_DIR / "soak-loadtest.json").read_text())
-    return {
+    result = {
         "command": " ".join(["python -m bench.soak", *sys.argv[1:]]),
         "machine": machine(),
         "options": {
@@ -213,10 +213,6 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "every_s": args.every,
         },
         "minutes": (timeline[-1]["t_s"] / 60) if timeline else 0.0,
-        "flat": {key: flatness(timeline, key) for key in ("rss_mib", "tasks", "fds", "threads")},
-        "cpu_per_room": flatness(
-            [p for p in timeline if p.get("cpu_per_room") is not None], "cpu_per_room"
-        ),
         "loadtest": {
             "churn": loadtest.get("churn"),
             "joins": loadtest.get("joins", {}).get("failed_by_code"),
@@ -225,6 +221,19 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         },
         "timeline": timeline,
     }
+    summarise(result)
+    return result
+
+
+def summarise(result: dict[str, Any]) -> None:
+    """Flatness over the samples taken while every room slot was live (not the ramp-up nor
+    the teardown at the end, when rooms close and the counts fall)."""
+    rooms = result["options"]["rooms"]
+    loaded = [p for p in result["timeline"] if p.get("rooms") == rooms]
+    result["flat"] = {key: flatness(loaded, key) for key in ("rss_mib", "tasks", "fds", "threads")}
+    result["cpu_per_room"] = flatness(
+        [p for p in loaded if p.get("cpu_per_room") is not None], "cpu_per_room"
+    )
 
 
 def main() -> int:
@@ -236,8 +245,13 @@ def main() -> int:
     parser.add_argument("--every", type=float, default=20.0, help="seconds between samples")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--chart", type=Path)
+    parser.add_argument("--summarise", type=Path, help="redo the summary and chart of a JSON")
     args = parser.parse_args()
-    result = asyncio.run(soak(args))
+    if args.summarise is not None:
+        result = json.loads(args.summarise.read_text(encoding="utf-8"))
+        summarise(result)
+    else:
+        result = asyncio.run(soak(args))
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from sfu.lifecycle.catalogue import write_json
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,8 @@ class LastRun:
             return None
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         body = {"sessions": self.sessions, "objects": self.objects, "finished_at": self.finished_at}
-        tmp.write_text(json.dumps(body), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json(path, body)
 
 
 def describe(summary: RunSummary, expected: int | None) -> str:

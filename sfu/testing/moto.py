@@ -7,7 +7,6 @@ request, and a full pipe (64 KiB, a few hundred requests) would block the server
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,20 +16,15 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sfu.testing.process import free_tcp_port
+
 START_TIMEOUT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Start moto's server, wait until it answers, yield its endpoint URL, stop it."""
-    port = free_port()
+    port = free_tcp_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(

@@ -23,7 +23,8 @@ from sfu.storage import (
     cache_control_for,
     open_store,
 )
-from sfu.testing.moto import free_port, moto_server
+from sfu.testing.moto import moto_server
+from sfu.testing.process import free_tcp_port
 
 if TYPE_CHECKING:
     from sfu.storage.s3 import S3Store
@@ -176,7 +177,7 @@ async def test_unreachable_endpoint_is_storage_error(aws_env: None) -> None:
 
     store = S3Store(
         BUCKET,
-        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        endpoint_url=f"http://127.0.0.1:{free_tcp_port()}",
         connect_timeout_s=1,
         max_attempts=1,
     )
